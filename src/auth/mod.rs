@@ -1,0 +1,293 @@
+//! Authentication: a bearer token in, a [`Principal`] out (or an [`AuthError`]).
+//!
+//! ```text
+//! token ─ digest ─▶ verdict cache hit? ─▶ key manager allowed for the API? ─▶ Principal
+//!          │ miss
+//!          ▼
+//!        classify (three segments, alg not none/HMAC) ─▶ unverified iss ─▶ key manager
+//!          ─▶ allowed for the API? ─▶ keys present? (else 503) ─▶ kid known? (else one shared
+//!          refresh) ─▶ verify (alg pinned by the key; exp, nbf, iss, aud, skew) ─▶ cache
+//! ```
+//!
+//! A JWT whose issuer matches no key manager is refused and never sent anywhere: forwarding it to
+//! a provider that did not issue it would leak it.
+
+pub mod bearer;
+pub mod jwks;
+pub mod jwt;
+pub mod key_manager;
+pub mod keys;
+pub mod verdict;
+
+use crate::config::Config;
+use crate::error::{AuthError, InvalidReason};
+use crate::metrics::Metrics;
+use jwks::KidLookup;
+use jwt::{KeyChoice, TokenShape};
+use key_manager::{KeyManager, KeySource};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use verdict::VerdictCache;
+
+/// Who the caller is, as established by a key manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Index of the key manager that validated the token.
+    pub key_manager: usize,
+    /// `sub`.
+    pub subject: Option<http::HeaderValue>,
+    /// Consumer key (client id).
+    pub client_id: Option<http::HeaderValue>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Granted scopes, space separated, ready for the upstream header.
+    pub scopes_header: http::HeaderValue,
+    /// `exp` (Unix seconds), if the token has one.
+    pub expires_at: Option<u64>,
+}
+
+impl Principal {
+    /// Does the principal hold at least one of `required`?
+    pub fn has_any_scope(&self, required: &[String]) -> bool {
+        required.iter().any(|r| self.scopes.iter().any(|s| s == r))
+    }
+}
+
+/// How a verdict was reached, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidationPath {
+    /// From the verdict cache.
+    Cached,
+    /// Signature verified now.
+    Verified,
+}
+
+impl ValidationPath {
+    /// Metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Cached => "cached",
+            Self::Verified => "verified",
+        }
+    }
+}
+
+/// Initial delay between start-up fetch attempts (doubles up to 30 s).
+pub const STARTUP_BACKOFF: Duration = Duration::from_secs(1);
+
+/// All key managers and the verdict cache.
+pub struct Authenticator {
+    kms: Vec<Arc<KeyManager>>,
+    by_issuer: HashMap<String, usize>,
+    verdicts: VerdictCache,
+    metrics: Arc<Metrics>,
+    bg: tokio::runtime::Handle,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Authenticator {
+    /// Build key managers from the config. Nothing is fetched until
+    /// [`Authenticator::start_refreshers`].
+    pub fn new(
+        config: &Config,
+        bg: tokio::runtime::Handle,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("keygate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let mut kms = Vec::new();
+        let mut by_issuer = HashMap::new();
+        for (i, kc) in config.key_managers.iter().enumerate() {
+            by_issuer.insert(kc.issuer.clone(), i);
+            kms.push(Arc::new(KeyManager::new(
+                i,
+                kc.clone(),
+                &http,
+                &bg,
+                &metrics,
+            )?));
+        }
+        Ok(Self {
+            kms,
+            by_issuer,
+            verdicts: VerdictCache::new(config.verdict_cache_max_entries),
+            metrics,
+            bg,
+        })
+    }
+
+    /// Spawn the JWKS refreshers on the background runtime.
+    pub fn start_refreshers(&self) {
+        for km in &self.kms {
+            if let KeySource::Jwks(store) = &km.keys {
+                let store = store.clone();
+                let interval = km.config.jwks_refresh_interval;
+                self.bg
+                    .spawn(store.run_refresher(interval, STARTUP_BACKOFF));
+            }
+        }
+    }
+
+    /// Key managers in config order.
+    pub fn key_managers(&self) -> &[Arc<KeyManager>] {
+        &self.kms
+    }
+
+    /// Entries in the verdict cache (approximate).
+    pub fn cached_verdicts(&self) -> u64 {
+        self.verdicts.len()
+    }
+
+    /// Validate `token` for an API that allows the key managers marked in `allowed`.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        allowed: &[bool],
+    ) -> Result<(Arc<Principal>, ValidationPath), AuthError> {
+        let started = Instant::now();
+        let digest = verdict::digest(token);
+        if let Some(p) = self.verdicts.get(&digest) {
+            let km = &self.kms[p.key_manager];
+            let skew = km.config.clock_skew.as_secs();
+            if p.expires_at.is_none_or(|exp| exp + skew >= now_secs()) {
+                if !allowed.get(p.key_manager).copied().unwrap_or(false) {
+                    return Err(self.reject(km.name(), InvalidReason::KeyManagerNotAllowed));
+                }
+                self.metrics
+                    .validation
+                    .with_label_values(&[km.name(), "cached"])
+                    .observe(started.elapsed().as_secs_f64());
+                return Ok((p, ValidationPath::Cached));
+            }
+        }
+        let peek = match jwt::classify(token) {
+            Ok(TokenShape::Jwt(j)) => j,
+            Ok(TokenShape::Opaque) => return Err(self.reject("none", InvalidReason::Opaque)),
+            Err(reason) => return Err(self.reject("none", reason)),
+        };
+        let Some(&idx) = peek.iss.as_ref().and_then(|iss| self.by_issuer.get(iss)) else {
+            return Err(self.reject("none", InvalidReason::UnknownIssuer));
+        };
+        let km = &self.kms[idx];
+        if !allowed.get(idx).copied().unwrap_or(false) {
+            return Err(self.reject(km.name(), InvalidReason::KeyManagerNotAllowed));
+        }
+        let unavailable = |detail: String| AuthError::KeyManagerUnavailable {
+            key_manager: km.name().to_string(),
+            detail,
+        };
+        let mut keys = km
+            .current_keys()
+            .ok_or_else(|| unavailable("no keys loaded yet".to_string()))?;
+        match jwt::choose(&keys, &peek) {
+            KeyChoice::Some => {}
+            KeyChoice::NoKeyForAlg => {
+                return Err(self.reject(km.name(), InvalidReason::AlgorithmNotAllowed))
+            }
+            KeyChoice::UnknownKid => {
+                let (KeySource::Jwks(store), Some(kid)) = (&km.keys, &peek.kid) else {
+                    return Err(self.reject(km.name(), InvalidReason::UnknownKey));
+                };
+                match store.refresh_for_kid(kid).await {
+                    KidLookup::Found => {
+                        keys = store
+                            .current()
+                            .ok_or_else(|| unavailable("keys vanished".into()))?;
+                    }
+                    KidLookup::Unknown => {
+                        return Err(self.reject(km.name(), InvalidReason::UnknownKey))
+                    }
+                    KidLookup::Unavailable(e) => return Err(unavailable(e)),
+                }
+            }
+        }
+        let validation = km
+            .validation(peek.alg)
+            .ok_or_else(|| self.reject(km.name(), InvalidReason::AlgorithmNotAllowed))?;
+        let claims = jwt::verify(token, &peek, &keys, validation)
+            .map_err(|reason| self.reject(km.name(), reason))?;
+        let principal =
+            principal_from_claims(km, &claims).map_err(|reason| self.reject(km.name(), reason))?;
+        let now = now_secs();
+        let ttl = match principal.expires_at {
+            Some(exp) => Duration::from_secs(exp.saturating_sub(now)).min(km.config.cache_max_ttl),
+            None => km.config.cache_max_ttl,
+        };
+        let principal = Arc::new(principal);
+        self.verdicts.insert(digest, principal.clone(), ttl);
+        self.metrics
+            .validation
+            .with_label_values(&[km.name(), "verified"])
+            .observe(started.elapsed().as_secs_f64());
+        Ok((principal, ValidationPath::Verified))
+    }
+
+    fn reject(&self, km: &str, reason: InvalidReason) -> AuthError {
+        self.metrics
+            .rejections
+            .with_label_values(&[km, reason.label()])
+            .inc();
+        AuthError::InvalidToken(reason)
+    }
+}
+
+fn claim_str<'a>(claims: &'a jwt::Claims, name: &str) -> Option<&'a str> {
+    claims
+        .get(name)
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+}
+
+fn header_value(s: &str) -> Result<http::HeaderValue, InvalidReason> {
+    http::HeaderValue::from_bytes(s.as_bytes()).map_err(|_| InvalidReason::BadClaims)
+}
+
+/// Subject, consumer key and scopes from verified claims, as WSO2 maps them (reference §1.8):
+/// the configured consumer key claim, then `consumerKey`, `azp`, `client_id`; scopes from a
+/// space-separated string or an array; a missing scope claim means no scopes.
+pub fn principal_from_claims(
+    km: &KeyManager,
+    claims: &jwt::Claims,
+) -> Result<Principal, InvalidReason> {
+    let subject = claim_str(claims, "sub").map(header_value).transpose()?;
+    let configured = km.config.consumer_key_claim.as_deref();
+    let client_id = configured
+        .into_iter()
+        .chain(["consumerKey", "azp", "client_id"])
+        .find_map(|c| claim_str(claims, c))
+        .map(header_value)
+        .transpose()?;
+    let scopes: Vec<String> = match claims.get(&km.config.scopes_claim) {
+        Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str())
+            .flat_map(str::split_whitespace)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let scopes_header = header_value(&scopes.join(" "))?;
+    let expires_at = claims
+        .get("exp")
+        .and_then(|v| v.as_f64())
+        .map(|f| f.max(0.0) as u64);
+    Ok(Principal {
+        key_manager: km.index,
+        subject,
+        client_id,
+        scopes,
+        scopes_header,
+        expires_at,
+    })
+}

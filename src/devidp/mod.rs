@@ -1,0 +1,375 @@
+//! An embedded, Asgardeo-shaped identity provider for `keygate demo` and the integration tests.
+//!
+//! It serves, under `/t/<org>`, the discovery document (`/oauth2/token/.well-known/openid-configuration`),
+//! the JWKS (`/oauth2/jwks`) and a token endpoint (`/oauth2/token`) that mints RS256 JWTs for the
+//! `client_credentials` grant with the requested scopes, with Asgardeo's claims (`iss` =
+//! `.../oauth2/token`, `azp`, `client_id`, `scope`, `aut: APPLICATION`). Tests use its switches
+//! (down, delay, key rotation) and its call counters, so they can assert how many calls reached
+//! the provider and not only what the proxy answered.
+
+pub mod keys;
+
+use crate::loopback::{self, Served};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http_body_util::BodyExt;
+use hyper::Response;
+use keys::{SigningAlg, SigningKey};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Default organization of the embedded provider.
+pub const DEFAULT_ORG: &str = "keygate-demo";
+
+/// Calls that reached the provider, by endpoint.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// JWKS requests (including refused ones while down).
+    pub jwks: AtomicU64,
+    /// Discovery requests.
+    pub discovery: AtomicU64,
+    /// Token requests.
+    pub token: AtomicU64,
+}
+
+struct State {
+    org: String,
+    base: RwLock<String>,
+    published: RwLock<Vec<Arc<SigningKey>>>,
+    current: RwLock<Arc<SigningKey>>,
+    clients: RwLock<HashMap<String, String>>,
+    counters: Counters,
+    down: AtomicBool,
+    delay_ms: AtomicU64,
+    kid_seq: AtomicU64,
+}
+
+/// The running provider.
+pub struct DevIdp {
+    state: Arc<State>,
+    served: Served,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl DevIdp {
+    /// Start on `127.0.0.1:0` with organization [`DEFAULT_ORG`].
+    pub async fn start() -> std::io::Result<Self> {
+        Self::start_with("127.0.0.1:0".parse().expect("literal"), DEFAULT_ORG).await
+    }
+
+    /// Start on `addr` for organization `org`. Publishes one key of each algorithm; the RS256
+    /// key is the one the token endpoint signs with.
+    pub async fn start_with(addr: SocketAddr, org: &str) -> std::io::Result<Self> {
+        let rs = Arc::new(SigningKey::generate(SigningAlg::RS256, "rs256-1"));
+        let published = vec![
+            rs.clone(),
+            Arc::new(SigningKey::generate(SigningAlg::PS256, "ps256-1")),
+            Arc::new(SigningKey::generate(SigningAlg::ES256, "es256-1")),
+            Arc::new(SigningKey::generate(SigningAlg::EdDSA, "eddsa-1")),
+        ];
+        let state = Arc::new(State {
+            org: org.to_string(),
+            base: RwLock::new(String::new()),
+            published: RwLock::new(published),
+            current: RwLock::new(rs),
+            clients: RwLock::new(HashMap::from([(
+                "demo-client".to_string(),
+                "demo-secret".to_string(),
+            )])),
+            counters: Counters::default(),
+            down: AtomicBool::new(false),
+            delay_ms: AtomicU64::new(0),
+            kid_seq: AtomicU64::new(1),
+        });
+        let s = state.clone();
+        let handler: loopback::Handler = Arc::new(move |req| {
+            let s = s.clone();
+            Box::pin(async move { handle(&s, req).await })
+        });
+        let served = loopback::serve(addr, handler).await?;
+        *state.base.write().unwrap_or_else(|e| e.into_inner()) = format!("http://{}", served.addr);
+        Ok(Self { state, served })
+    }
+
+    /// Bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.served.addr
+    }
+
+    /// `http://addr` (an Asgardeo `base_url`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.served.addr)
+    }
+
+    /// The organization.
+    pub fn org(&self) -> &str {
+        &self.state.org
+    }
+
+    /// `<base>/t/<org>`.
+    pub fn tenant_url(&self) -> String {
+        format!("{}/t/{}", self.base_url(), self.state.org)
+    }
+
+    /// The `iss` of its tokens (Asgardeo: `.../oauth2/token`).
+    pub fn issuer(&self) -> String {
+        format!("{}/oauth2/token", self.tenant_url())
+    }
+
+    /// The JWKS URL.
+    pub fn jwks_url(&self) -> String {
+        format!("{}/oauth2/jwks", self.tenant_url())
+    }
+
+    /// The token endpoint.
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth2/token", self.tenant_url())
+    }
+
+    /// Call counters.
+    pub fn counters(&self) -> &Counters {
+        &self.state.counters
+    }
+
+    /// JWKS calls so far.
+    pub fn jwks_calls(&self) -> u64 {
+        self.state.counters.jwks.load(Ordering::SeqCst)
+    }
+
+    /// Answer 503 to everything (`true`) or serve normally.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Delay every answer.
+    pub fn set_delay(&self, d: Duration) {
+        self.state
+            .delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Register a client for the token endpoint.
+    pub fn add_client(&self, id: &str, secret: &str) {
+        self.state
+            .clients
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.into(), secret.into());
+    }
+
+    /// Publish a new RS256 key and sign with it from now on (the old keys stay published).
+    /// Returns the new kid.
+    pub fn rotate(&self) -> String {
+        let n = self.state.kid_seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let key = Arc::new(SigningKey::generate(
+            SigningAlg::RS256,
+            &format!("rs256-{n}"),
+        ));
+        let kid = key.kid.clone();
+        self.state
+            .published
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(key.clone());
+        *self
+            .state
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = key;
+        kid
+    }
+
+    /// The published key with this kid.
+    pub fn key(&self, kid: &str) -> Option<Arc<SigningKey>> {
+        self.state
+            .published
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|k| k.kid == kid)
+            .cloned()
+    }
+
+    /// The key the token endpoint signs with.
+    pub fn current_key(&self) -> Arc<SigningKey> {
+        self.state
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The JWKS document currently served.
+    pub fn jwks(&self) -> Value {
+        jwks_doc(&self.state)
+    }
+
+    /// Claims of an application token for `client_id` with `scopes`, valid for `ttl`.
+    pub fn claims(&self, client_id: &str, scopes: &[&str], ttl: Duration) -> Value {
+        app_claims(
+            &self.issuer(),
+            &self.state.org,
+            client_id,
+            &scopes.join(" "),
+            ttl,
+        )
+    }
+
+    /// Mint an access token as the token endpoint would, without an HTTP call.
+    pub fn mint(&self, client_id: &str, scopes: &[&str]) -> String {
+        self.current_key().mint(
+            json!({}),
+            &self.claims(client_id, scopes, Duration::from_secs(3600)),
+        )
+    }
+
+    /// Mint arbitrary claims with the current signing key.
+    pub fn mint_claims(&self, claims: &Value) -> String {
+        self.current_key().mint(json!({}), claims)
+    }
+}
+
+fn app_claims(issuer: &str, org: &str, client_id: &str, scope: &str, ttl: Duration) -> Value {
+    let now = now();
+    let jti: String = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        format!("{client_id}{now}{:?}", std::time::Instant::now()).as_bytes(),
+    )
+    .as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    json!({
+        "iss": issuer, "sub": client_id, "aud": client_id, "azp": client_id, "client_id": client_id,
+        "scope": scope, "aut": "APPLICATION", "org_name": org,
+        "iat": now, "nbf": now, "exp": now + ttl.as_secs(), "jti": jti,
+    })
+}
+
+fn jwks_doc(s: &State) -> Value {
+    let keys: Vec<Value> = s
+        .published
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|k| k.jwk())
+        .collect();
+    json!({ "keys": keys })
+}
+
+fn discovery(s: &State) -> Value {
+    let base = s.base.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let t = format!("{base}/t/{}", s.org);
+    json!({
+        "issuer": format!("{t}/oauth2/token"),
+        "authorization_endpoint": format!("{t}/oauth2/authorize"),
+        "token_endpoint": format!("{t}/oauth2/token"),
+        "jwks_uri": format!("{t}/oauth2/jwks"),
+        "introspection_endpoint": format!("{t}/oauth2/introspect"),
+        "revocation_endpoint": format!("{t}/oauth2/revoke"),
+        "registration_endpoint": format!("{t}/api/identity/oauth2/dcr/v1.1/register"),
+        "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
+        "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+    })
+}
+
+fn form(body: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn basic_auth(req: &hyper::Request<hyper::body::Incoming>) -> Option<(String, String)> {
+    let v = req
+        .headers()
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let b64 = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))?;
+    let decoded = String::from_utf8(STANDARD.decode(b64.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    Some((id.to_string(), secret.to_string()))
+}
+
+async fn handle(s: &State, req: hyper::Request<hyper::body::Incoming>) -> Response<loopback::Body> {
+    let delay = s.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let prefix = format!("/t/{}", s.org);
+    let path = req.uri().path().to_string();
+    let Some(rest) = path.strip_prefix(&prefix) else {
+        return loopback::json(404, &json!({"error": "not_found"}));
+    };
+    let counter = match rest {
+        "/oauth2/jwks" => Some(&s.counters.jwks),
+        "/oauth2/token/.well-known/openid-configuration" => Some(&s.counters.discovery),
+        "/oauth2/token" => Some(&s.counters.token),
+        _ => None,
+    };
+    if let Some(c) = counter {
+        c.fetch_add(1, Ordering::SeqCst);
+    }
+    if s.down.load(Ordering::SeqCst) {
+        return loopback::json(503, &json!({"error": "temporarily_unavailable"}));
+    }
+    match (req.method().as_str(), rest) {
+        ("GET", "/oauth2/jwks") => loopback::json(200, &jwks_doc(s)),
+        ("GET", "/oauth2/token/.well-known/openid-configuration") => {
+            loopback::json(200, &discovery(s))
+        }
+        ("POST", "/oauth2/token") => token(s, req).await,
+        _ => loopback::json(404, &json!({"error": "not_found"})),
+    }
+}
+
+async fn token(s: &State, req: hyper::Request<hyper::body::Incoming>) -> Response<loopback::Body> {
+    let basic = basic_auth(&req);
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return loopback::json(400, &json!({"error": "invalid_request"})),
+    };
+    let f = form(&body);
+    let (id, secret) = match basic
+        .or_else(|| Some((f.get("client_id")?.clone(), f.get("client_secret")?.clone())))
+    {
+        Some(c) => c,
+        None => return loopback::json(401, &json!({"error": "invalid_client"})),
+    };
+    let known = s
+        .clients
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+        .cloned();
+    if known.as_deref() != Some(secret.as_str()) {
+        return loopback::json(
+            401,
+            &json!({"error": "invalid_client", "error_description": "Client credentials are invalid."}),
+        );
+    }
+    if f.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return loopback::json(400, &json!({"error": "unsupported_grant_type"}));
+    }
+    let scope = f.get("scope").cloned().unwrap_or_default();
+    let base = s.base.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let issuer = format!("{base}/t/{}/oauth2/token", s.org);
+    let claims = app_claims(&issuer, &s.org, &id, &scope, Duration::from_secs(3600));
+    let key = s.current.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let token = key.mint(json!({}), &claims);
+    loopback::json(
+        200,
+        &json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600, "scope": scope}),
+    )
+}

@@ -1,0 +1,41 @@
+//! Request enrichment: remove identity headers a client may have forged, add ours.
+//!
+//! The client's copies of the identity headers are removed on every request, including
+//! anonymous ones, so an upstream can trust them. The token header is removed unless the API
+//! forwards it (WSO2 removes it by default).
+
+use crate::auth::key_manager::KeyManager;
+use crate::authz::Permit;
+use crate::catalog::ApiDef;
+use crate::config::UpstreamHeaders;
+use pingora::http::RequestHeader;
+use std::sync::Arc;
+
+/// Apply to the upstream request.
+pub fn apply(
+    req: &mut RequestHeader,
+    permit: &Permit,
+    api: &ApiDef,
+    key_managers: &[Arc<KeyManager>],
+    names: &UpstreamHeaders,
+) -> pingora::Result<()> {
+    for name in names.all() {
+        req.remove_header(name);
+    }
+    if !api.forward_authorization {
+        req.remove_header(&api.authorization_header);
+    }
+    if let Some(p) = permit.principal() {
+        if let Some(sub) = &p.subject {
+            req.insert_header(names.subject.clone(), sub.clone())?;
+        }
+        if let Some(cid) = &p.client_id {
+            req.insert_header(names.client_id.clone(), cid.clone())?;
+        }
+        req.insert_header(names.scopes.clone(), p.scopes_header.clone())?;
+        if let Some(km) = key_managers.get(p.key_manager) {
+            req.insert_header(names.key_manager.clone(), km.name_header.clone())?;
+        }
+    }
+    Ok(())
+}

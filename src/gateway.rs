@@ -1,0 +1,219 @@
+//! The one file that knows Pingora's phases. Each phase delegates to the stage module named for
+//! what it does; refusals become responses here, through [`Rejection`].
+//!
+//! | Pingora phase             | stage                                                        |
+//! |---------------------------|--------------------------------------------------------------|
+//! | `request_filter`          | `catalog::route` → `auth::bearer` → `auth` → `authz` (Permit) |
+//! | `upstream_peer`           | `upstream::peer(&Permit)`                                     |
+//! | `upstream_request_filter` | `upstream::rewrite` + `enrich::apply(&Permit)`                |
+//! | `fail_to_proxy`           | upstream failures → 502/504 fault                             |
+//! | `logging`                 | `metrics`                                                     |
+//!
+//! Rejections are written directly (header + body) because Pingora's `respond_error` closes the
+//! connection and `response_filter` does not run for responses we write ourselves.
+
+use crate::auth::bearer;
+use crate::authz::{self, Permit};
+use crate::catalog::route::normalise_path;
+use crate::enrich;
+use crate::error::{Rejection, UpstreamError};
+use crate::metrics::Metrics;
+use crate::runtime::Runtime;
+use crate::upstream;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType};
+use std::sync::Arc;
+
+/// The proxy.
+pub struct Gateway {
+    /// The current configuration snapshot.
+    pub runtime: Arc<ArcSwap<Runtime>>,
+    /// Metric families.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Per-request state.
+#[derive(Default)]
+pub struct Ctx {
+    runtime: Option<Arc<Runtime>>,
+    permit: Option<Permit>,
+    api: Option<usize>,
+    normalised_path: Option<String>,
+    outcome: Option<&'static str>,
+}
+
+type Refusal = (Rejection, Option<usize>);
+
+impl Gateway {
+    /// Route, authenticate, authorize.
+    async fn admit(
+        &self,
+        rt: &Runtime,
+        req: &RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<Permit, Refusal> {
+        let path = normalise_path(req.uri.path()).map_err(|e| (e.into(), None))?;
+        let route = rt
+            .routes
+            .route(&req.method, &path)
+            .map_err(|e| (e.into(), None))?;
+        if let std::borrow::Cow::Owned(p) = path {
+            ctx.normalised_path = Some(p);
+        }
+        let api = &rt.apis[route.api];
+        let in_api = |e: Rejection| (e, Some(route.api));
+        let resource = &api.def.resources[route.resource];
+        if let Some(permit) = authz::allow_anonymous(route, resource) {
+            return Ok(permit);
+        }
+        let token = bearer::extract(&req.headers, &api.def.authorization_header)
+            .map_err(|e| in_api(e.into()))?;
+        let (principal, _path) = rt
+            .auth
+            .authenticate(token, &api.allowed_kms)
+            .await
+            .map_err(|e| in_api(e.into()))?;
+        authz::check(route, resource, principal).map_err(|e| in_api(e.into()))
+    }
+}
+
+/// Write a rejection as a complete response, keeping the connection.
+async fn write_rejection(session: &mut Session, rejection: &Rejection) -> pingora::Result<()> {
+    let body = rejection.body();
+    let mut resp = ResponseHeader::build(rejection.status(), Some(5))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    if let Some(challenge) = rejection.www_authenticate() {
+        resp.insert_header(http::header::WWW_AUTHENTICATE, challenge)?;
+    }
+    if let Some(secs) = rejection.retry_after() {
+        resp.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
+fn internal(msg: &'static str) -> Box<Error> {
+    Error::explain(ErrorType::InternalError, msg)
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
+        let rt = self.runtime.load_full();
+        let result = self.admit(&rt, session.req_header(), ctx).await;
+        ctx.runtime = Some(rt);
+        match result {
+            Ok(permit) => {
+                ctx.api = Some(permit.route().api);
+                ctx.permit = Some(permit);
+                Ok(false)
+            }
+            Err((rejection, api)) => {
+                ctx.api = api;
+                ctx.outcome = Some(rejection.code());
+                if let Rejection::Auth(e) = &rejection {
+                    log::debug!("request refused: {e}");
+                }
+                write_rejection(session, &rejection).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        let (Some(rt), Some(permit)) = (&ctx.runtime, &ctx.permit) else {
+            return Err(internal("upstream_peer without a permit"));
+        };
+        let api = &rt.apis[permit.route().api].def;
+        Ok(Box::new(upstream::peer(permit, api)))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        let (Some(rt), Some(permit)) = (&ctx.runtime, &ctx.permit) else {
+            return Err(internal("upstream request without a permit"));
+        };
+        let api = &rt.apis[permit.route().api].def;
+        upstream::rewrite(req, permit, api, ctx.normalised_path.as_deref())?;
+        enrich::apply(
+            req,
+            permit,
+            api,
+            rt.auth.key_managers(),
+            &rt.config.upstream_headers,
+        )
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let upstream_error = match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                Some(UpstreamError::TimedOut)
+            }
+            _ if e.esource() == &ErrorSource::Upstream => Some(UpstreamError::Unreachable),
+            _ => None,
+        };
+        let code = match upstream_error {
+            Some(ue) if session.response_written().is_none() => {
+                let rejection = Rejection::from(ue);
+                ctx.outcome = Some(rejection.code());
+                log::warn!("upstream failure: {e}");
+                if write_rejection(session, &rejection).await.is_err() {
+                    0
+                } else {
+                    rejection.status()
+                }
+            }
+            _ => {
+                let code = match e.esource() {
+                    ErrorSource::Downstream => 0,
+                    _ if session.response_written().is_some() => 0,
+                    _ => 500,
+                };
+                if code > 0 {
+                    let _ = session.respond_error(code).await;
+                }
+                code
+            }
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let api = match (&ctx.runtime, ctx.api) {
+            (Some(rt), Some(i)) => rt.apis.get(i).map(|a| a.def.name.as_str()).unwrap_or("-"),
+            _ => "-",
+        };
+        let outcome = ctx
+            .outcome
+            .unwrap_or(if ctx.permit.is_some() { "ok" } else { "error" });
+        let mut buf = itoa::Buffer::new();
+        self.metrics
+            .requests
+            .with_label_values(&[api, outcome, buf.format(status)])
+            .inc();
+    }
+}

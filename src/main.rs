@@ -1,0 +1,110 @@
+//! The `keygate` command line. `anyhow` lives only here, at the edge.
+
+#![forbid(unsafe_code)]
+
+use anyhow::{anyhow, Result};
+use clap::{Parser, Subcommand};
+use keygate::config::{Certificates, Config, ValidationMethod, DEFAULT_CONFIG_PATH};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "keygate",
+    version,
+    about = "Token-validating ingress proxy and sidecar for WSO2-style APIs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Run {
+        /// Main configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Validate the configuration and every API definition; print a summary or every error.
+    Check {
+        /// Main configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Start an embedded identity provider, an echo upstream and the proxy on loopback, and print
+    /// curl commands to try.
+    Demo,
+}
+
+fn load(path: &std::path::Path) -> Result<Config> {
+    Config::load(path).map_err(|e| anyhow!("{e}"))
+}
+
+fn summary(c: &Config) {
+    println!("{}: OK", c.source.display());
+    println!(
+        "  listen {}  admin {}  threads {}",
+        c.listen, c.admin_listen, c.threads
+    );
+    println!("  key managers: {}", c.key_managers.len());
+    for km in &c.key_managers {
+        let keys = match &km.certificates {
+            Some(Certificates::Jwks(u)) => format!("JWKS {u}"),
+            Some(Certificates::Pem(_)) => "PEM".to_string(),
+            None => "no keys".to_string(),
+        };
+        let method = match km.validation {
+            ValidationMethod::SelfValidateJwt => "self_validate_jwt",
+            ValidationMethod::Introspect => "introspect",
+        };
+        println!(
+            "    {} ({:?}, {method}) issuer {} ({keys})",
+            km.name, km.kind, km.issuer
+        );
+    }
+    println!(
+        "  APIs: {}  resources: {}",
+        c.apis.len(),
+        c.resource_count()
+    );
+    for a in &c.apis {
+        let default = if a.default_version {
+            format!(" (+ {})", a.context)
+        } else {
+            String::new()
+        };
+        println!(
+            "    {} {}  {}/{}{default} -> {}  [{} resources, {} scopes]",
+            a.name,
+            a.version,
+            a.context,
+            a.version,
+            a.upstream.url,
+            a.resources.len(),
+            a.scopes.len()
+        );
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => load(&config).and_then(|c| {
+            keygate::server::run_forever(c)
+                .map_err(|e| anyhow!(e))
+                .map(|_| ())
+        }),
+        Command::Check { config } => load(&config).map(|c| summary(&c)),
+        Command::Demo => keygate::demo::run().map_err(|e| anyhow!(e)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Everything a request needs, built from one validated [`Config`]: the route table, the APIs
+//! with their allowed key managers resolved to indices, and the authenticator.
+//!
+//! One `Runtime` is one consistent snapshot of the configuration; a request holds an `Arc` of
+//! it from its first phase to its last.
+
+use crate::auth::Authenticator;
+use crate::catalog::route::RouteTable;
+use crate::catalog::{ApiDef, KeyManagerSelector};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use std::sync::Arc;
+
+/// An API with its key manager permissions resolved.
+pub struct ApiRuntime {
+    /// The definition.
+    pub def: ApiDef,
+    /// `allowed_kms[i]`: may key manager `i` validate tokens for this API?
+    pub allowed_kms: Box<[bool]>,
+}
+
+/// The snapshot.
+pub struct Runtime {
+    /// The configuration it was built from.
+    pub config: Config,
+    /// APIs in table order.
+    pub apis: Vec<ApiRuntime>,
+    /// The compiled route table.
+    pub routes: RouteTable,
+    /// Key managers and the verdict cache.
+    pub auth: Authenticator,
+}
+
+impl Runtime {
+    /// Build (no network I/O; call `auth.start_refreshers()` to begin fetching keys).
+    pub fn new(
+        config: Config,
+        bg: tokio::runtime::Handle,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let auth = Authenticator::new(&config, bg, metrics)?;
+        let names: Vec<&str> = auth.key_managers().iter().map(|k| k.name()).collect();
+        let apis = config
+            .apis
+            .iter()
+            .map(|def| ApiRuntime {
+                allowed_kms: names
+                    .iter()
+                    .map(|n| match &def.key_managers {
+                        KeyManagerSelector::All => true,
+                        KeyManagerSelector::Named(list) => list.iter().any(|l| l == n),
+                    })
+                    .collect(),
+                def: def.clone(),
+            })
+            .collect();
+        let routes = RouteTable::new(&config.apis);
+        Ok(Self {
+            config,
+            apis,
+            routes,
+            auth,
+        })
+    }
+}
