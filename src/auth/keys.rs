@@ -218,23 +218,42 @@ mod tests {
 
     #[test]
     fn skips_hmac_and_enc_keys_and_pins_algs() {
+        use crate::devidp::keys::{SigningAlg, SigningKey};
+        let rs = SigningKey::generate(SigningAlg::RS256, "rs").jwk();
+        let mut rs_noalg = SigningKey::generate(SigningAlg::RS256, "rs-noalg").jwk();
+        rs_noalg.as_object_mut().unwrap().remove("alg");
+        let es = SigningKey::generate(SigningAlg::ES256, "es").jwk();
+        let mut enc = SigningKey::generate(SigningAlg::RS256, "enc").jwk();
+        enc["use"] = serde_json::json!("enc");
+        let mut mismatched = SigningKey::generate(SigningAlg::ES256, "mismatch").jwk();
+        mismatched["alg"] = serde_json::json!("RS256");
         let doc = serde_json::json!({"keys": [
             {"kty": "oct", "k": "c2VjcmV0", "alg": "HS256", "kid": "h"},
-            {"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB", "kid": "enc"},
-            {"kty": "EC", "crv": "P-256", "kid": "e1", "x": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "y": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
-            {"kty": "weird"}
+            rs, rs_noalg, es, enc, mismatched, {"kty": "weird"}
         ]});
-        // The EC point is invalid but parsing is lazy; what matters is pinning and skipping.
-        let res = KeySet::from_jwks_json(doc.to_string().as_bytes());
-        if let Ok((set, skipped)) = res {
-            assert!(!set.has_kid("h"));
-            assert!(!set.has_kid("enc"));
-            assert!(skipped.len() >= 3);
-            assert!(set
-                .with_kid("e1")
-                .iter()
-                .all(|k| k.algs == vec![Algorithm::ES256]));
-        }
+        let (set, skipped) = KeySet::from_jwks_json(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(set.len(), 3, "{skipped:?}");
+        assert_eq!(skipped.len(), 4, "{skipped:?}");
+        assert!(!set.has_kid("h") && !set.has_kid("enc") && !set.has_kid("mismatch"));
+        assert_eq!(set.with_kid("rs")[0].algs, vec![Algorithm::RS256]);
+        assert_eq!(set.with_kid("rs-noalg")[0].algs, RSA_ALGS.to_vec());
+        assert_eq!(set.with_kid("es")[0].algs, vec![Algorithm::ES256]);
+        assert!(!set.accepts(Algorithm::HS256));
+    }
+
+    #[test]
+    fn pem_public_keys() {
+        use crate::devidp::keys::{SigningAlg, SigningKey};
+        let pem = SigningKey::generate(SigningAlg::RS256, "x")
+            .public_pem()
+            .unwrap();
+        let two = format!("{pem}\n{pem}");
+        let set = KeySet::from_pem(&two).unwrap();
+        assert_eq!(set.len(), 2);
+        assert!(set
+            .all()
+            .iter()
+            .all(|k| k.kid.is_none() && k.algs == RSA_ALGS.to_vec()));
     }
 
     #[test]

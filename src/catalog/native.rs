@@ -95,6 +95,20 @@ pub fn check_template(t: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The verbs WSO2 resources use.
+pub fn parse_verb(v: &str) -> Option<http::Method> {
+    match v.trim().to_ascii_uppercase().as_str() {
+        "GET" => Some(http::Method::GET),
+        "POST" => Some(http::Method::POST),
+        "PUT" => Some(http::Method::PUT),
+        "DELETE" => Some(http::Method::DELETE),
+        "PATCH" => Some(http::Method::PATCH),
+        "HEAD" => Some(http::Method::HEAD),
+        "OPTIONS" => Some(http::Method::OPTIONS),
+        _ => None,
+    }
+}
+
 /// Normalise a context: leading `/`, no trailing `/`.
 pub fn normalise_context(c: &str) -> String {
     let c = c.trim().trim_end_matches('/');
@@ -115,7 +129,7 @@ pub fn load_file(
     let f: ApiFile = match serde_saphyr::from_str(&text) {
         Ok(f) => f,
         Err(e) => {
-            issues.push(path, "(yaml)", e.to_string());
+            issues.push(path, "(yaml)", crate::config::yaml_error(&e));
             return None;
         }
     };
@@ -201,20 +215,21 @@ pub fn load_file(
         .collect();
     let mut resources = Vec::with_capacity(f.resources.len());
     for (i, r) in f.resources.iter().enumerate() {
-        let verb = match http::Method::from_bytes(r.verb.trim().to_ascii_uppercase().as_bytes()) {
-            Ok(m) => m,
-            Err(_) => {
-                issues.push(
-                    path,
-                    format!("resources[{i}].verb"),
-                    format!("{:?} is not an HTTP method", r.verb),
-                );
-                continue;
-            }
-        };
+        let verb = parse_verb(&r.verb);
+        if verb.is_none() {
+            issues.push(
+                path,
+                format!("resources[{i}].verb"),
+                format!(
+                    "{:?} is not one of GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS",
+                    r.verb
+                ),
+            );
+        }
         if let Err(e) = check_template(&r.target) {
             issues.push(path, format!("resources[{i}].target"), e);
         }
+        let Some(verb) = verb else { continue };
         let auth = match r.auth_type.as_deref().map(parse_auth_type).transpose() {
             Ok(a) => a.unwrap_or(AuthType::Any),
             Err(e) => {

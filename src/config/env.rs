@@ -16,11 +16,13 @@ pub struct UnsetVar {
     pub var: String,
 }
 
-/// Replace every `${VAR}` and `${VAR:-default}` outside comments using `lookup`.
-pub fn substitute(
+/// Replace every `${VAR}` and `${VAR:-default}` outside comments using `lookup`. An unset
+/// variable becomes an empty string in the output (so validation can go on and report the rest)
+/// and is listed in the second part of the result.
+pub fn substitute_all(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, Vec<UnsetVar>> {
+) -> (String, Vec<UnsetVar>) {
     let mut out = String::with_capacity(text.len());
     let mut unset = Vec::new();
     for (idx, line) in text.split_inclusive('\n').enumerate() {
@@ -53,10 +55,17 @@ pub fn substitute(
         out.push_str(rest);
         out.push_str(comment);
     }
-    if unset.is_empty() {
-        Ok(out)
-    } else {
-        Err(unset)
+    (out, unset)
+}
+
+/// [`substitute_all`], failing on any unset variable.
+pub fn substitute(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, Vec<UnsetVar>> {
+    match substitute_all(text, lookup) {
+        (out, unset) if unset.is_empty() => Ok(out),
+        (_, unset) => Err(unset),
     }
 }
 

@@ -311,19 +311,15 @@ pub fn read_substituted(
             return None;
         }
     };
-    match env::substitute(&text, lookup) {
-        Ok(t) => Some(t),
-        Err(unset) => {
-            for u in unset {
-                issues.push(
-                    path,
-                    format!("line {}: {}", u.line, u.field),
-                    format!("environment variable {} is not set", u.var),
-                );
-            }
-            None
-        }
+    let (text, unset) = env::substitute_all(&text, lookup);
+    for u in unset {
+        issues.push(
+            path,
+            format!("line {}: {}", u.line, u.field),
+            format!("environment variable {} is not set", u.var),
+        );
     }
+    Some(text)
 }
 
 fn load_inner(
@@ -335,7 +331,7 @@ fn load_inner(
     let main: MainFile = match serde_saphyr::from_str(&text) {
         Ok(m) => m,
         Err(e) => {
-            issues.push(path, "(yaml)", e.to_string());
+            issues.push(path, "(yaml)", yaml_error(&e));
             return None;
         }
     };
@@ -423,6 +419,13 @@ fn load_inner(
         .collect();
     catalog::check_cross_references(&config.apis, &km_names, issues);
     Some(config)
+}
+
+/// The first line of a YAML error (it carries the line and column; the rest is a snippet).
+pub fn yaml_error(e: &serde_saphyr::Error) -> String {
+    let s = e.to_string();
+    let first = s.lines().next().unwrap_or("").trim();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
 }
 
 fn parse_addr(file: &Path, field: &str, s: &str, issues: &mut Issues) -> Option<SocketAddr> {
@@ -572,6 +575,8 @@ fn validate_key_manager(
     let issuer = match (&km.issuer, &tenant_base) {
         (Some(i), _) if !i.trim().is_empty() => i.trim().to_string(),
         (_, Some(b)) => format!("{b}/oauth2/token"),
+        // An Asgardeo key manager without organization was reported above.
+        _ if kind == KeyManagerKind::Asgardeo => String::new(),
         _ => {
             issues.push(file, at("issuer"), "is required");
             String::new()
@@ -583,7 +588,7 @@ fn validate_key_manager(
             .ok()
             .map(Certificates::Jwks),
         (None, None) => {
-            if validation == ValidationMethod::SelfValidateJwt {
+            if validation == ValidationMethod::SelfValidateJwt && kind == KeyManagerKind::Oidc {
                 issues.push(
                     file,
                     at("certificates"),

@@ -113,11 +113,17 @@ impl SigningKey {
 
     /// Sign `msg`.
     pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
+        self.sign_as(self.alg, msg)
+    }
+
+    /// Sign `msg` as `alg` (an RSA key can sign RS256 or PS256 whatever it is published as: for
+    /// algorithm-pinning tests).
+    pub fn sign_as(&self, alg: SigningAlg, msg: &[u8]) -> Vec<u8> {
         let rng = SystemRandom::new();
         match &self.material {
             Material::Rsa(k) => {
                 let mut sig = vec![0u8; k.public_modulus_len()];
-                let padding: &'static dyn signature::RsaEncoding = match self.alg {
+                let padding: &'static dyn signature::RsaEncoding = match alg {
                     SigningAlg::PS256 => &signature::RSA_PSS_SHA256,
                     _ => &signature::RSA_PKCS1_SHA256,
                 };
@@ -132,7 +138,12 @@ impl SigningKey {
     /// A compact JWS over `claims`. `header` fields are merged over `{alg, typ, kid}`; a header
     /// field set to JSON null is removed (e.g. to mint a token without `kid`).
     pub fn mint(&self, header: Value, claims: &Value) -> String {
-        let mut h = json!({"alg": self.alg.name(), "typ": "JWT", "kid": self.kid});
+        self.mint_as(self.alg, header, claims)
+    }
+
+    /// [`SigningKey::mint`] signing as `alg` (see [`SigningKey::sign_as`]).
+    pub fn mint_as(&self, alg: SigningAlg, header: Value, claims: &Value) -> String {
+        let mut h = json!({"alg": alg.name(), "typ": "JWT", "kid": self.kid});
         if let (Some(h_obj), Value::Object(extra)) = (h.as_object_mut(), header) {
             for (k, v) in extra {
                 if v.is_null() {
@@ -147,7 +158,7 @@ impl SigningKey {
             URL_SAFE_NO_PAD.encode(h.to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let sig = self.sign(signing_input.as_bytes());
+        let sig = self.sign_as(alg, signing_input.as_bytes());
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
     }
 }

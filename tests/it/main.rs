@@ -1,0 +1,10 @@
+//! Integration tests over real loopback sockets: the proxy in-process on port 0, the embedded
+//! identity provider and an echo upstream on port 0. One test binary, one link.
+
+mod common;
+mod config;
+mod demo;
+mod envoy;
+mod jwks;
+mod jwt;
+mod upstream;

@@ -1,0 +1,149 @@
+//! The upstream leg: enrichment, path rewriting, streaming bodies, failures.
+
+use crate::common::Env;
+use keygate::catalog::parse_upstream;
+use keygate::server::free_port;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_identity_headers_are_removed_everywhere() {
+    let env = Env::ready().await;
+    let spoof = |req: reqwest::RequestBuilder| {
+        req.header("X-Auth-Subject", "admin")
+            .header("x-auth-client-id", "evil")
+            .header("X-AUTH-SCOPES", "orders:admin")
+            .header("X-Auth-Key-Manager", "Fake")
+    };
+    // Authenticated: ours replace theirs.
+    let t = env.token(&["orders:read"]);
+    let r = env
+        .send(spoof(env.http.get(env.url("/orders/v1/5")).bearer_auth(&t)))
+        .await;
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-auth-subject"], "demo-client");
+    assert_eq!(h["x-auth-client-id"], "demo-client");
+    assert_eq!(h["x-auth-scopes"], "orders:read");
+    assert_eq!(h["x-auth-key-manager"], "AsgardeoDemo");
+    // Anonymous (auth_type None): none at all.
+    let r = env
+        .send(spoof(env.http.get(env.url("/orders/health"))))
+        .await;
+    let h = r.json()["headers"].clone();
+    for name in [
+        "x-auth-subject",
+        "x-auth-client-id",
+        "x-auth-scopes",
+        "x-auth-key-manager",
+    ] {
+        assert!(h.get(name).is_none(), "{name} leaked: {h}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_is_forwarded_only_when_the_api_says_so() {
+    let env = Env::start_with(|c, _, _| c.apis[0].forward_authorization = true).await;
+    env.wait_ready(Duration::from_secs(10)).await;
+    let t = env.token(&["orders:read"]);
+    let r = env.get("/orders/v1/5", Some(&t)).await;
+    assert_eq!(r.json()["headers"]["authorization"], format!("Bearer {t}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_mebibytes_stream_both_ways_byte_for_byte() {
+    let env = Env::ready().await;
+    let body: Vec<u8> = (0..10 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let t = env.token(&["orders:write"]);
+    let r = env
+        .send(
+            env.http
+                .post(env.url("/orders/v1/?echo=body"))
+                .bearer_auth(&t)
+                .body(body.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), body.len());
+    assert!(
+        r.body.as_ref() == body.as_slice(),
+        "body changed on the way"
+    );
+    // And the upstream's own count of what it received.
+    let r = env
+        .send(
+            env.http
+                .post(env.url("/orders/v1"))
+                .bearer_auth(&t)
+                .body(body.clone()),
+        )
+        .await;
+    assert_eq!(r.json()["body_bytes"], body.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_down_is_502_and_slow_is_504() {
+    let closed = free_port().unwrap();
+    let env = Env::start_with(|c, _, echo| {
+        let mut down = c.apis[0].clone();
+        down.name = "Down".into();
+        down.context = "/down".into();
+        down.upstream = parse_upstream(&format!("http://127.0.0.1:{closed}")).unwrap();
+        let mut slow = c.apis[0].clone();
+        slow.name = "Slow".into();
+        slow.context = "/slow".into();
+        slow.upstream = parse_upstream(&echo.url()).unwrap();
+        slow.timeouts.read = Duration::from_millis(300);
+        c.apis.push(down);
+        c.apis.push(slow);
+    })
+    .await;
+    env.wait_ready(Duration::from_secs(10)).await;
+    let t = env.token(&["orders:read"]);
+    let r = env.get("/down/v1/1", Some(&t)).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (502, "101503".to_string()),
+        "{}",
+        r.text()
+    );
+    let r = env.get("/slow/v1/1?delay_ms=3000", Some(&t)).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (504, "101504".to_string()),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        env.get("/slow/v1/1?delay_ms=10", Some(&t)).await.status,
+        200
+    );
+    assert_eq!(
+        env.metric(r#"keygate_requests_total{api="Down",outcome="101503",status="502"}"#)
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_and_hosts_are_rewritten_for_the_upstream() {
+    let env = Env::ready().await;
+    let t = env.token(&["orders:read", "orders:write"]);
+    let r = env.get("/orders/v1/42?x=1&y=a%20b", Some(&t)).await.json();
+    assert_eq!(
+        (r["path"].as_str(), r["query"].as_str()),
+        (Some("/backend/42"), Some("x=1&y=a%20b"))
+    );
+    assert_eq!(
+        r["headers"]["host"],
+        env.echo.url().trim_start_matches("http://")
+    );
+    let r = env.get("/orders/42", Some(&t)).await.json();
+    assert_eq!(r["path"], "/backend/42", "default version");
+    let r = env
+        .send(env.http.post(env.url("/orders/v1")).bearer_auth(&t))
+        .await
+        .json();
+    assert_eq!(r["path"], "/backend");
+    assert_eq!(r["method"], "POST");
+}
