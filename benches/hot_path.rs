@@ -3,7 +3,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use keygate::auth::jwt::{self, TokenShape};
 use keygate::auth::keys::KeySet;
-use keygate::auth::{bearer, Authenticator};
+use keygate::auth::{bearer, Authenticator, KmPolicy};
 use keygate::catalog::route::RouteTable;
 use keygate::catalog::{
     parse_upstream, ApiDef, AuthType, KeyManagerSelector, ResourceDef, Timeouts,
@@ -146,7 +146,7 @@ fn cache_hit(c: &mut Criterion) {
     )];
     let auth = Authenticator::new(&config, rt.handle().clone(), Arc::new(Metrics::new())).unwrap();
     let token = key.mint(json!({"kid": null}), &claims("https://idp"));
-    let allowed = [true];
+    let allowed = KmPolicy::all(1);
     rt.block_on(auth.authenticate(&token, &allowed)).unwrap();
     c.bench_function("verdict_cache_hit/token_to_principal", |b| {
         b.iter(|| ready(auth.authenticate(black_box(&token), &allowed)).unwrap())

@@ -24,6 +24,10 @@ pub fn demo_config(idp: &DevIdp, upstream: &str) -> Config {
     );
     km.kind = KeyManagerKind::Asgardeo;
     km.consumer_key_claim = Some("azp".into());
+    // Opaque tokens (Asgardeo's default) are introspected with the management app's credentials.
+    km.introspection_endpoint = Some(idp.introspection_url().parse().expect("valid URL"));
+    km.client_id = Some("demo-client".into());
+    km.client_secret = Some(crate::config::Secret::new("demo-secret"));
     let scope = |name: &str, desc: &str| ScopeDef {
         name: name.into(),
         display_name: name.into(),
@@ -121,6 +125,10 @@ pub fn run() -> Result<(), String> {
         "# 200: a token with orders:read (the echo shows X-Auth-* headers and no Authorization)"
     );
     println!("curl -i {url}/orders/v1/42 -H 'Authorization: Bearer {read}'");
+    let opaque = idp.mint_opaque("opaque-client", &["orders:read"], Duration::from_secs(3600));
+    println!();
+    println!("# 200: an opaque token (Asgardeo's default), validated by cached introspection");
+    println!("curl -i {url}/orders/v1/42 -H 'Authorization: Bearer {opaque}'");
     println!();
     println!("# 401 900902: no token");
     println!("curl -i {url}/orders/v1/42");
@@ -144,6 +152,7 @@ pub fn run() -> Result<(), String> {
         "curl -s -u demo-client:demo-secret -d grant_type=client_credentials -d 'scope=orders:read orders:write' {}",
         idp.token_url()
     );
+    println!("# ... or an opaque one: the same with -u opaque-client:opaque-secret");
     println!();
     println!("Ctrl-C to stop.");
     support.block_on(async {

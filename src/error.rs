@@ -61,6 +61,9 @@ pub enum InvalidReason {
     MalformedJwt,
     /// An opaque token and no key manager that could introspect it.
     Opaque,
+    /// The key manager's introspection says the token is not active (or it expired, or its
+    /// audience does not match).
+    Inactive,
     /// `iss` names no configured key manager.
     UnknownIssuer,
     /// The issuer's key manager is not allowed for this API.
@@ -91,7 +94,8 @@ impl InvalidReason {
         match self {
             Self::TooLarge => "too_large",
             Self::MalformedJwt => "malformed_jwt",
-            Self::Opaque => "opaque_unsupported",
+            Self::Opaque => "no_introspecting_key_manager",
+            Self::Inactive => "inactive",
             Self::UnknownIssuer => "unknown_issuer",
             Self::KeyManagerNotAllowed => "key_manager_not_allowed",
             Self::AlgorithmNotAllowed => "alg_not_allowed",

@@ -74,7 +74,7 @@ impl Gateway {
             .map_err(|e| in_api(e.into()))?;
         let (principal, _path) = rt
             .auth
-            .authenticate(token, &api.allowed_kms)
+            .authenticate(token, &api.kms)
             .await
             .map_err(|e| in_api(e.into()))?;
         authz::check(route, resource, principal).map_err(|e| in_api(e.into()))

@@ -28,6 +28,16 @@ pub struct Metrics {
     pub jwks_cooldown_hits: IntCounterVec,
     /// `keygate_key_manager_ready{key_manager}`: 1 when it has usable keys.
     pub key_manager_ready: IntGaugeVec,
+    /// `keygate_introspection_calls_total{key_manager, result}`: `active`, `inactive`, `error`.
+    pub introspection_calls: IntCounterVec,
+    /// `keygate_introspection_duration_seconds{key_manager}`.
+    pub introspection_duration: HistogramVec,
+    /// `keygate_introspection_cache_total{key_manager, result}`: `hit`, `miss`, `coalesced`.
+    pub introspection_cache: IntCounterVec,
+    /// `keygate_introspection_refreshes_total{key_manager, result}`: background refresh-ahead.
+    pub introspection_refreshes: IntCounterVec,
+    /// `keygate_introspection_cache_entries`.
+    pub introspection_cache_entries: prometheus::IntGauge,
     /// `keygate_verdict_cache_entries`.
     pub verdict_cache_entries: prometheus::IntGauge,
 }
@@ -61,6 +71,26 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(validation.clone()))
+            .expect("registered once");
+        let introspection_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "keygate_introspection_duration_seconds",
+                "Latency of introspection calls, by key manager",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["key_manager"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(introspection_duration.clone()))
+            .expect("registered once");
+        let introspection_cache_entries = prometheus::IntGauge::new(
+            "keygate_introspection_cache_entries",
+            "Entries in the introspection cache",
+        )
+        .expect("valid metric");
+        r.register(Box::new(introspection_cache_entries.clone()))
             .expect("registered once");
         let build = gauge(&r, "keygate_build_info", "Build information", &["version"]);
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -102,6 +132,26 @@ impl Metrics {
                 "Unknown-kid refreshes refused by the cooldown",
                 &["key_manager"],
             ),
+            introspection_calls: counter(
+                &r,
+                "keygate_introspection_calls_total",
+                "Introspection calls by key manager and result (active, inactive, error)",
+                &["key_manager", "result"],
+            ),
+            introspection_duration,
+            introspection_cache: counter(
+                &r,
+                "keygate_introspection_cache_total",
+                "Introspection cache lookups by key manager and result (hit, miss, coalesced)",
+                &["key_manager", "result"],
+            ),
+            introspection_refreshes: counter(
+                &r,
+                "keygate_introspection_refreshes_total",
+                "Background refresh-ahead introspections by key manager and result",
+                &["key_manager", "result"],
+            ),
+            introspection_cache_entries,
             key_manager_ready: gauge(
                 &r,
                 "keygate_key_manager_ready",

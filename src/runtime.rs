@@ -4,7 +4,7 @@
 //! One `Runtime` is one consistent snapshot of the configuration; a request holds an `Arc` of
 //! it from its first phase to its last.
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, KmPolicy};
 use crate::catalog::route::RouteTable;
 use crate::catalog::{ApiDef, KeyManagerSelector};
 use crate::config::Config;
@@ -15,8 +15,8 @@ use std::sync::Arc;
 pub struct ApiRuntime {
     /// The definition.
     pub def: ApiDef,
-    /// `allowed_kms[i]`: may key manager `i` validate tokens for this API?
-    pub allowed_kms: Box<[bool]>,
+    /// Which key managers may validate its tokens, in which order.
+    pub kms: KmPolicy,
 }
 
 /// The snapshot.
@@ -44,13 +44,16 @@ impl Runtime {
             .apis
             .iter()
             .map(|def| ApiRuntime {
-                allowed_kms: names
-                    .iter()
-                    .map(|n| match &def.key_managers {
-                        KeyManagerSelector::All => true,
-                        KeyManagerSelector::Named(list) => list.iter().any(|l| l == n),
-                    })
-                    .collect(),
+                kms: match &def.key_managers {
+                    KeyManagerSelector::All => KmPolicy::all(names.len()),
+                    KeyManagerSelector::Named(list) => KmPolicy {
+                        allowed: names.iter().map(|n| list.iter().any(|l| l == n)).collect(),
+                        order: list
+                            .iter()
+                            .filter_map(|l| names.iter().position(|n| n == l))
+                            .collect(),
+                    },
+                },
                 def: def.clone(),
             })
             .collect();

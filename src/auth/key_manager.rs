@@ -1,5 +1,6 @@
 //! A key manager at run time: its configuration, its keys and its pre-built validations.
 
+use super::introspection::Introspector;
 use super::jwks::JwksStore;
 use super::jwt;
 use super::keys::KeySet;
@@ -29,6 +30,8 @@ pub struct KeyManager {
     pub name_header: http::HeaderValue,
     /// Its keys.
     pub keys: KeySource,
+    /// Its introspection client, when it has an endpoint and credentials.
+    pub introspector: Option<Arc<Introspector>>,
     validations: HashMap<Algorithm, Validation>,
 }
 
@@ -98,6 +101,9 @@ impl KeyManager {
                 )
             })
             .collect();
+        let introspector =
+            Introspector::new(index, &config, http.clone(), bg.clone(), metrics.clone())
+                .map(Arc::new);
         let name_header = http::HeaderValue::from_str(&config.name).map_err(|_| {
             format!(
                 "key manager name {:?} cannot be sent in a header",
@@ -109,6 +115,7 @@ impl KeyManager {
             config,
             name_header,
             keys,
+            introspector,
             validations,
         })
     }
@@ -132,8 +139,12 @@ impl KeyManager {
         }
     }
 
-    /// Ready to validate? And if not, why.
+    /// Ready to validate? And if not, why. An introspecting key manager is ready once
+    /// configured: its endpoint is asked per token, and an outage shows as 503s and metrics.
     pub fn readiness(&self) -> Result<usize, String> {
+        if self.config.validation == crate::config::ValidationMethod::Introspect {
+            return Ok(0);
+        }
         match &self.keys {
             KeySource::Static(k) => Ok(k.len()),
             KeySource::Jwks(s) => {

@@ -13,15 +13,17 @@
 //! a provider that did not issue it would leak it.
 
 pub mod bearer;
+pub mod introspection;
 pub mod jwks;
 pub mod jwt;
 pub mod key_manager;
 pub mod keys;
 pub mod verdict;
 
-use crate::config::Config;
+use crate::config::{Config, ValidationMethod};
 use crate::error::{AuthError, InvalidReason};
 use crate::metrics::Metrics;
+use introspection::{IntrospectionCache, Source, Verdict};
 use jwks::KidLookup;
 use jwt::{KeyChoice, TokenShape};
 use key_manager::{KeyManager, KeySource};
@@ -61,6 +63,10 @@ pub enum ValidationPath {
     Cached,
     /// Signature verified now.
     Verified,
+    /// From the introspection cache.
+    IntrospectionCached,
+    /// Introspected now (or answered by a concurrent request's call).
+    Introspected,
 }
 
 impl ValidationPath {
@@ -69,7 +75,32 @@ impl ValidationPath {
         match self {
             Self::Cached => "cached",
             Self::Verified => "verified",
+            Self::IntrospectionCached => "introspection_cached",
+            Self::Introspected => "introspected",
         }
+    }
+}
+
+/// Which key managers an API accepts, and in which order opaque tokens are offered to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmPolicy {
+    /// `allowed[i]`: may key manager `i` validate tokens for the API?
+    pub allowed: Box<[bool]>,
+    /// Allowed key managers in the API's declared order (`all` = config order).
+    pub order: Box<[usize]>,
+}
+
+impl KmPolicy {
+    /// Every key manager, in config order.
+    pub fn all(n: usize) -> Self {
+        Self {
+            allowed: vec![true; n].into(),
+            order: (0..n).collect(),
+        }
+    }
+
+    fn allows(&self, km: usize) -> bool {
+        self.allowed.get(km).copied().unwrap_or(false)
     }
 }
 
@@ -81,6 +112,7 @@ pub struct Authenticator {
     kms: Vec<Arc<KeyManager>>,
     by_issuer: HashMap<String, usize>,
     verdicts: VerdictCache,
+    introspections: Arc<IntrospectionCache>,
     metrics: Arc<Metrics>,
     bg: tokio::runtime::Handle,
 }
@@ -121,6 +153,10 @@ impl Authenticator {
             kms,
             by_issuer,
             verdicts: VerdictCache::new(config.verdict_cache_max_entries),
+            introspections: Arc::new(IntrospectionCache::new(
+                config.introspection_cache_max_entries,
+                metrics.clone(),
+            )),
             metrics,
             bg,
         })
@@ -148,11 +184,16 @@ impl Authenticator {
         self.verdicts.len()
     }
 
-    /// Validate `token` for an API that allows the key managers marked in `allowed`.
+    /// Entries in the introspection cache (approximate).
+    pub async fn cached_introspections(&self) -> u64 {
+        self.introspections.len().await
+    }
+
+    /// Validate `token` for an API whose key manager policy is `policy`.
     pub async fn authenticate(
         &self,
         token: &str,
-        allowed: &[bool],
+        policy: &KmPolicy,
     ) -> Result<(Arc<Principal>, ValidationPath), AuthError> {
         let started = Instant::now();
         let digest = verdict::digest(token);
@@ -160,7 +201,7 @@ impl Authenticator {
             let km = &self.kms[p.key_manager];
             let skew = km.config.clock_skew.as_secs();
             if p.expires_at.is_none_or(|exp| exp + skew >= now_secs()) {
-                if !allowed.get(p.key_manager).copied().unwrap_or(false) {
+                if !policy.allows(p.key_manager) {
                     return Err(self.reject(km.name(), InvalidReason::KeyManagerNotAllowed));
                 }
                 self.metrics
@@ -172,15 +213,32 @@ impl Authenticator {
         }
         let peek = match jwt::classify(token) {
             Ok(TokenShape::Jwt(j)) => j,
-            Ok(TokenShape::Opaque) => return Err(self.reject("none", InvalidReason::Opaque)),
+            Ok(TokenShape::Opaque) => {
+                // Offered to the first allowed key manager, in the API's order, that can
+                // introspect and whose token handling patterns accept it. Only one is asked.
+                let km = policy
+                    .order
+                    .iter()
+                    .map(|&i| &self.kms[i])
+                    .find(|km| {
+                        km.introspector.is_some()
+                            && (km.config.token_handling.is_empty()
+                                || km.config.token_handling.iter().any(|p| p.accepts(token)))
+                    })
+                    .ok_or_else(|| self.reject("none", InvalidReason::Opaque))?;
+                return self.introspect(km, token, digest, started).await;
+            }
             Err(reason) => return Err(self.reject("none", reason)),
         };
         let Some(&idx) = peek.iss.as_ref().and_then(|iss| self.by_issuer.get(iss)) else {
             return Err(self.reject("none", InvalidReason::UnknownIssuer));
         };
         let km = &self.kms[idx];
-        if !allowed.get(idx).copied().unwrap_or(false) {
+        if !policy.allows(idx) {
             return Err(self.reject(km.name(), InvalidReason::KeyManagerNotAllowed));
+        }
+        if km.config.validation == ValidationMethod::Introspect {
+            return self.introspect(km, token, digest, started).await;
         }
         let unavailable = |detail: String| AuthError::KeyManagerUnavailable {
             key_manager: km.name().to_string(),
@@ -230,6 +288,39 @@ impl Authenticator {
             .with_label_values(&[km.name(), "verified"])
             .observe(started.elapsed().as_secs_f64());
         Ok((principal, ValidationPath::Verified))
+    }
+
+    async fn introspect(
+        &self,
+        km: &KeyManager,
+        token: &str,
+        digest: verdict::Digest,
+        started: Instant,
+    ) -> Result<(Arc<Principal>, ValidationPath), AuthError> {
+        let Some(client) = &km.introspector else {
+            return Err(AuthError::KeyManagerUnavailable {
+                key_manager: km.name().to_string(),
+                detail: "no introspection endpoint or credentials".to_string(),
+            });
+        };
+        match self.introspections.lookup(client, token, digest).await {
+            Ok((Verdict::Active(p), source)) => {
+                let path = match source {
+                    Source::Cached => ValidationPath::IntrospectionCached,
+                    Source::Called | Source::Coalesced => ValidationPath::Introspected,
+                };
+                self.metrics
+                    .validation
+                    .with_label_values(&[km.name(), path.label()])
+                    .observe(started.elapsed().as_secs_f64());
+                Ok((p, path))
+            }
+            Ok((Verdict::Inactive, _)) => Err(self.reject(km.name(), InvalidReason::Inactive)),
+            Err(detail) => Err(AuthError::KeyManagerUnavailable {
+                key_manager: km.name().to_string(),
+                detail,
+            }),
+        }
     }
 
     fn reject(&self, km: &str, reason: InvalidReason) -> AuthError {

@@ -35,6 +35,7 @@ pub struct MainFile {
     pub apis: Option<Vec<String>>,
     pub upstream_headers: Option<UpstreamHeadersFile>,
     pub verdict_cache: Option<VerdictCacheFile>,
+    pub introspection_cache: Option<IntrospectionCacheFile>,
     pub shutdown_grace: Option<HumanDuration>,
 }
 
@@ -69,6 +70,7 @@ pub struct KeyManagerFile {
     pub issuer: Option<String>,
     pub certificates: Option<CertificatesFile>,
     pub introspection_endpoint: Option<String>,
+    pub introspection_auth: Option<String>,
     pub token_endpoint: Option<String>,
     pub token_validation_method: Option<String>,
     pub client_id: Option<String>,
@@ -88,6 +90,13 @@ pub struct KeyManagerFile {
     pub require_exp: Option<bool>,
     pub cache_max_ttl: Option<HumanDuration>,
     pub negative_ttl: Option<HumanDuration>,
+}
+
+/// Bounds of the introspection cache.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionCacheFile {
+    pub max_entries: Option<u64>,
 }
 
 /// `certificates: {type: JWKS|PEM, value: ...}` as in WSO2's key manager form.

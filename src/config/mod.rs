@@ -110,6 +110,8 @@ pub struct Config {
     pub upstream_headers: UpstreamHeaders,
     /// Bound on the JWT verdict cache. Defaults to 100 000 entries.
     pub verdict_cache_max_entries: u64,
+    /// Bound on the introspection cache. Defaults to 100 000 entries.
+    pub introspection_cache_max_entries: u64,
     /// How long in-flight requests may take to finish at shutdown. Defaults to 5 s.
     pub shutdown_grace: Duration,
 }
@@ -178,6 +180,56 @@ pub enum Certificates {
     Pem(String),
 }
 
+/// How the client authenticates to the introspection endpoint (RFC 7662 §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic`: HTTP Basic with client id and secret.
+    Basic,
+    /// `client_secret_post`: client id and secret in the form body.
+    Post,
+}
+
+/// A token handling pattern (WSO2 `tokenValidation` entry).
+#[derive(Debug, Clone)]
+pub enum TokenPattern {
+    /// `REFERENCE`: the regex must match the opaque token (find, not full match, as WSO2).
+    Reference(regex::Regex),
+    /// `JWT`: the token must be JWT-shaped and each named claim must match its regex.
+    Jwt(Vec<(String, regex::Regex)>),
+}
+
+impl TokenPattern {
+    /// Does this pattern accept `token`?
+    pub fn accepts(&self, token: &str) -> bool {
+        match self {
+            Self::Reference(re) => re.is_match(token),
+            Self::Jwt(claims) => {
+                let Some(payload) = token.split('.').nth(1) else {
+                    return false;
+                };
+                if token.split('.').count() != 3 {
+                    return false;
+                }
+                use base64::Engine;
+                let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)
+                else {
+                    return false;
+                };
+                let Ok(map) =
+                    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
+                else {
+                    return false;
+                };
+                claims.iter().all(|(name, re)| match map.get(name) {
+                    Some(serde_json::Value::String(s)) => re.is_match(s),
+                    Some(v) if !v.is_null() => re.is_match(&v.to_string()),
+                    _ => false,
+                })
+            }
+        }
+    }
+}
+
 /// A validated key manager.
 #[derive(Debug, Clone)]
 pub struct KeyManagerConfig {
@@ -222,6 +274,11 @@ pub struct KeyManagerConfig {
     pub cache_max_ttl: Duration,
     /// Life of a cached inactive introspection result. Defaults to 30 s.
     pub negative_ttl: Duration,
+    /// How introspection authenticates. Defaults to `client_secret_basic`.
+    pub introspection_auth: ClientAuth,
+    /// Which opaque tokens this key manager may be asked about (WSO2 "Token Handling Options").
+    /// Empty accepts every token.
+    pub token_handling: Vec<TokenPattern>,
     /// Asgardeo connector settings for `keygate sync`.
     pub connector: Option<ConnectorFile>,
 }
@@ -250,6 +307,8 @@ impl KeyManagerConfig {
             require_exp: true,
             cache_max_ttl: Duration::from_secs(5 * 60),
             negative_ttl: Duration::from_secs(30),
+            introspection_auth: ClientAuth::Basic,
+            token_handling: Vec::new(),
             connector: None,
         }
     }
@@ -270,6 +329,7 @@ impl Config {
             apis: Vec::new(),
             upstream_headers: UpstreamHeaders::default(),
             verdict_cache_max_entries: 100_000,
+            introspection_cache_max_entries: 100_000,
             shutdown_grace: Duration::from_secs(5),
         }
     }
@@ -363,6 +423,21 @@ fn load_inner(
             } else {
                 config.verdict_cache_max_entries = n;
             }
+        }
+    }
+    if let Some(n) = main
+        .introspection_cache
+        .as_ref()
+        .and_then(|c| c.max_entries)
+    {
+        if n == 0 {
+            issues.push(
+                path,
+                "introspection_cache.max_entries",
+                "must be at least 1",
+            );
+        } else {
+            config.introspection_cache_max_entries = n;
         }
     }
     if let Some(h) = &main.upstream_headers {
@@ -546,23 +621,11 @@ fn validate_key_manager(
             "OIDC discovery is not implemented yet; set issuer and certificates explicitly",
         );
     }
-    if !km.token_handling.is_empty() {
-        issues.push(
-            file,
-            at("token_handling"),
-            "token handling patterns are not implemented yet",
-        );
-    }
+    let token_handling =
+        parse_token_handling(file, &at("token_handling"), &km.token_handling, issues);
     let validation = match km.token_validation_method.as_deref() {
         None | Some("self_validate_jwt") => ValidationMethod::SelfValidateJwt,
-        Some("introspect") => {
-            issues.push(
-                file,
-                at("token_validation_method"),
-                "introspect is not implemented yet; use self_validate_jwt",
-            );
-            ValidationMethod::Introspect
-        }
+        Some("introspect") => ValidationMethod::Introspect,
         Some(other) => {
             issues.push(
                 file,
@@ -641,6 +704,38 @@ fn validate_key_manager(
     out.negative_ttl = dur(km.negative_ttl, out.negative_ttl);
     out.require_exp = km.require_exp.unwrap_or(true);
     out.connector = km.connector.clone();
+    out.token_handling = token_handling;
+    out.introspection_auth = match km.introspection_auth.as_deref() {
+        None | Some("client_secret_basic") => ClientAuth::Basic,
+        Some("client_secret_post") => ClientAuth::Post,
+        Some(other) => {
+            issues.push(
+                file,
+                at("introspection_auth"),
+                format!("{other:?} is not one of client_secret_basic, client_secret_post"),
+            );
+            ClientAuth::Basic
+        }
+    };
+    if validation == ValidationMethod::Introspect {
+        if out.introspection_endpoint.is_none() {
+            issues.push(
+                file,
+                at("introspection_endpoint"),
+                "is required with token_validation_method introspect",
+            );
+        }
+        if out.client_id.is_none() || out.client_secret.is_none() {
+            issues.push(
+                file,
+                at("client_id"),
+                "client_id and client_secret are required to introspect",
+            );
+        }
+    }
+    if out.negative_ttl > out.cache_max_ttl {
+        issues.push(file, at("negative_ttl"), "must not exceed cache_max_ttl");
+    }
     if out.clock_skew > Duration::from_secs(600) {
         issues.push(
             file,
@@ -671,6 +766,57 @@ fn validate_key_manager(
         }
     }
     (issues.0.len() == before).then_some(out)
+}
+
+fn parse_token_handling(
+    file: &Path,
+    field: &str,
+    entries: &[serde_json::Value],
+    issues: &mut Issues,
+) -> Vec<TokenPattern> {
+    let mut out = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        if e.get("enabled")
+            .or_else(|| e.get("enable"))
+            .and_then(|v| v.as_bool())
+            == Some(false)
+        {
+            continue;
+        }
+        let regex = |s: &str, at: &str, issues: &mut Issues| match regex::Regex::new(s) {
+            Ok(r) => Some(r),
+            Err(err) => {
+                issues.push(file, at, format!("invalid regex {s:?}: {err}"));
+                None
+            }
+        };
+        match (e.get("type").and_then(|t| t.as_str()), e.get("value")) {
+            (Some("REFERENCE"), Some(serde_json::Value::String(v))) => {
+                if let Some(r) = regex(v, &format!("{at}.value"), issues) {
+                    out.push(TokenPattern::Reference(r));
+                }
+            }
+            (Some("JWT"), Some(serde_json::Value::Object(map))) => {
+                // WSO2 stores {"body": {claim: regex}}; a flat {claim: regex} is accepted too.
+                let claims = match map.get("body") {
+                    Some(serde_json::Value::Object(b)) => b,
+                    _ => map,
+                };
+                let mut compiled = Vec::new();
+                for (claim, v) in claims {
+                    match v.as_str() {
+                        Some(v) => compiled.extend(regex(v, &format!("{at}.value.{claim}"), issues).map(|r| (claim.clone(), r))),
+                        None => issues.push(file, format!("{at}.value.{claim}"), "must be a regex string"),
+                    }
+                }
+                out.push(TokenPattern::Jwt(compiled));
+            }
+            (Some("CUSTOM"), _) => issues.push(file, format!("{at}.type"), "CUSTOM token handling needs a Java extension; not supported"),
+            _ => issues.push(file, at, "expected {type: REFERENCE, value: <regex>} or {type: JWT, value: {<claim>: <regex>}}"),
+        }
+    }
+    out
 }
 
 fn parse_certificates(

@@ -1,11 +1,14 @@
 //! An embedded, Asgardeo-shaped identity provider for `keygate demo` and the integration tests.
 //!
 //! It serves, under `/t/<org>`, the discovery document (`/oauth2/token/.well-known/openid-configuration`),
-//! the JWKS (`/oauth2/jwks`) and a token endpoint (`/oauth2/token`) that mints RS256 JWTs for the
-//! `client_credentials` grant with the requested scopes, with Asgardeo's claims (`iss` =
-//! `.../oauth2/token`, `azp`, `client_id`, `scope`, `aut: APPLICATION`). Tests use its switches
-//! (down, delay, key rotation) and its call counters, so they can assert how many calls reached
-//! the provider and not only what the proxy answered.
+//! the JWKS (`/oauth2/jwks`), a token endpoint (`/oauth2/token`) that issues tokens for the
+//! `client_credentials` grant with the requested scopes (RS256 JWTs with Asgardeo's claims: `iss`
+//! = `.../oauth2/token`, `azp`, `client_id`, `scope`, `aut: APPLICATION`; or opaque tokens, for
+//! clients registered as opaque, Asgardeo's default), and RFC 7662 introspection
+//! (`/oauth2/introspect`, HTTP Basic with a registered client) for the tokens it issued. Tests
+//! use its switches (down, delay, introspection failure, revocation, key rotation) and its call
+//! counters, so they can assert how many calls reached the provider and not only what the proxy
+//! answered.
 
 pub mod keys;
 
@@ -34,6 +37,25 @@ pub struct Counters {
     pub discovery: AtomicU64,
     /// Token requests.
     pub token: AtomicU64,
+    /// Introspection requests.
+    pub introspect: AtomicU64,
+}
+
+/// Token format a client receives from the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFormat {
+    /// A signed JWT.
+    Jwt,
+    /// A random reference token, validated by introspection.
+    Opaque,
+}
+
+#[derive(Debug, Clone)]
+struct Issued {
+    client_id: String,
+    scope: String,
+    iat: u64,
+    exp: u64,
 }
 
 struct State {
@@ -41,9 +63,13 @@ struct State {
     base: RwLock<String>,
     published: RwLock<Vec<Arc<SigningKey>>>,
     current: RwLock<Arc<SigningKey>>,
-    clients: RwLock<HashMap<String, String>>,
+    clients: RwLock<HashMap<String, (String, TokenFormat)>>,
+    issued: RwLock<HashMap<[u8; 32], Issued>>,
+    revoked: RwLock<std::collections::HashSet<[u8; 32]>>,
     counters: Counters,
     down: AtomicBool,
+    introspection_fails: AtomicBool,
+    ignore_expiry: AtomicBool,
     delay_ms: AtomicU64,
     kid_seq: AtomicU64,
 }
@@ -82,12 +108,22 @@ impl DevIdp {
             base: RwLock::new(String::new()),
             published: RwLock::new(published),
             current: RwLock::new(rs),
-            clients: RwLock::new(HashMap::from([(
-                "demo-client".to_string(),
-                "demo-secret".to_string(),
-            )])),
+            clients: RwLock::new(HashMap::from([
+                (
+                    "demo-client".to_string(),
+                    ("demo-secret".to_string(), TokenFormat::Jwt),
+                ),
+                (
+                    "opaque-client".to_string(),
+                    ("opaque-secret".to_string(), TokenFormat::Opaque),
+                ),
+            ])),
+            issued: RwLock::new(HashMap::new()),
+            revoked: RwLock::new(std::collections::HashSet::new()),
             counters: Counters::default(),
             down: AtomicBool::new(false),
+            introspection_fails: AtomicBool::new(false),
+            ignore_expiry: AtomicBool::new(false),
             delay_ms: AtomicU64::new(0),
             kid_seq: AtomicU64::new(1),
         });
@@ -158,13 +194,48 @@ impl DevIdp {
             .store(d.as_millis() as u64, Ordering::SeqCst);
     }
 
-    /// Register a client for the token endpoint.
-    pub fn add_client(&self, id: &str, secret: &str) {
+    /// Register a client for the token and introspection endpoints.
+    pub fn add_client(&self, id: &str, secret: &str, format: TokenFormat) {
         self.state
             .clients
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id.into(), secret.into());
+            .insert(id.into(), (secret.into(), format));
+    }
+
+    /// The introspection endpoint.
+    pub fn introspection_url(&self) -> String {
+        format!("{}/oauth2/introspect", self.tenant_url())
+    }
+
+    /// Introspection calls so far.
+    pub fn introspect_calls(&self) -> u64 {
+        self.state.counters.introspect.load(Ordering::SeqCst)
+    }
+
+    /// Answer introspection with HTTP 500 (`true`) or normally.
+    pub fn set_introspection_failure(&self, fail: bool) {
+        self.state.introspection_fails.store(fail, Ordering::SeqCst);
+    }
+
+    /// Report expired tokens as active (a misbehaving provider), to show that keygate does not
+    /// trust such an answer.
+    pub fn set_ignore_expiry(&self, ignore: bool) {
+        self.state.ignore_expiry.store(ignore, Ordering::SeqCst);
+    }
+
+    /// Revoke a token it issued: introspection answers `active: false` from now on.
+    pub fn revoke(&self, token: &str) {
+        self.state
+            .revoked
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(digest(token));
+    }
+
+    /// Issue an opaque token for `client_id` with `scopes`, valid for `ttl`.
+    pub fn mint_opaque(&self, client_id: &str, scopes: &[&str], ttl: Duration) -> String {
+        issue_opaque(&self.state, client_id, &scopes.join(" "), ttl)
     }
 
     /// Publish a new RS256 key and sign with it from now on (the old keys stay published).
@@ -225,18 +296,68 @@ impl DevIdp {
         )
     }
 
-    /// Mint an access token as the token endpoint would, without an HTTP call.
+    /// Mint a JWT access token as the token endpoint would, without an HTTP call.
     pub fn mint(&self, client_id: &str, scopes: &[&str]) -> String {
-        self.current_key().mint(
-            json!({}),
-            &self.claims(client_id, scopes, Duration::from_secs(3600)),
-        )
+        self.mint_claims(&self.claims(client_id, scopes, Duration::from_secs(3600)))
     }
 
-    /// Mint arbitrary claims with the current signing key.
+    /// Mint arbitrary claims with the current signing key (remembered for introspection).
     pub fn mint_claims(&self, claims: &Value) -> String {
-        self.current_key().mint(json!({}), claims)
+        let token = self.current_key().mint(json!({}), claims);
+        remember_jwt(&self.state, &token, claims);
+        token
     }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn remember_jwt(s: &State, token: &str, claims: &Value) {
+    let issued = Issued {
+        client_id: claims["client_id"]
+            .as_str()
+            .or(claims["azp"].as_str())
+            .unwrap_or("")
+            .to_string(),
+        scope: claims["scope"].as_str().unwrap_or("").to_string(),
+        iat: claims["iat"].as_u64().unwrap_or(0),
+        exp: claims["exp"].as_u64().unwrap_or(0),
+    };
+    s.issued
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(digest(token), issued);
+}
+
+fn issue_opaque(s: &State, client_id: &str, scope: &str, ttl: Duration) -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("system randomness");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    // Asgardeo's opaque tokens look like UUIDs.
+    let token = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    );
+    let now = now();
+    let issued = Issued {
+        client_id: client_id.to_string(),
+        scope: scope.to_string(),
+        iat: now,
+        exp: now + ttl.as_secs(),
+    };
+    s.issued
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(digest(&token), issued);
+    token
 }
 
 fn app_claims(issuer: &str, org: &str, client_id: &str, scope: &str, ttl: Duration) -> Value {
@@ -316,6 +437,7 @@ async fn handle(s: &State, req: hyper::Request<hyper::body::Incoming>) -> Respon
         "/oauth2/jwks" => Some(&s.counters.jwks),
         "/oauth2/token/.well-known/openid-configuration" => Some(&s.counters.discovery),
         "/oauth2/token" => Some(&s.counters.token),
+        "/oauth2/introspect" => Some(&s.counters.introspect),
         _ => None,
     };
     if let Some(c) = counter {
@@ -330,6 +452,7 @@ async fn handle(s: &State, req: hyper::Request<hyper::body::Incoming>) -> Respon
             loopback::json(200, &discovery(s))
         }
         ("POST", "/oauth2/token") => token(s, req).await,
+        ("POST", "/oauth2/introspect") => introspect(s, req).await,
         _ => loopback::json(404, &json!({"error": "not_found"})),
     }
 }
@@ -353,23 +476,87 @@ async fn token(s: &State, req: hyper::Request<hyper::body::Incoming>) -> Respons
         .unwrap_or_else(|e| e.into_inner())
         .get(&id)
         .cloned();
-    if known.as_deref() != Some(secret.as_str()) {
+    let Some((_, format)) = known.filter(|(sec, _)| *sec == secret) else {
         return loopback::json(
             401,
             &json!({"error": "invalid_client", "error_description": "Client credentials are invalid."}),
         );
-    }
+    };
     if f.get("grant_type").map(String::as_str) != Some("client_credentials") {
         return loopback::json(400, &json!({"error": "unsupported_grant_type"}));
     }
     let scope = f.get("scope").cloned().unwrap_or_default();
-    let base = s.base.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let issuer = format!("{base}/t/{}/oauth2/token", s.org);
-    let claims = app_claims(&issuer, &s.org, &id, &scope, Duration::from_secs(3600));
-    let key = s.current.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let token = key.mint(json!({}), &claims);
+    let token = match format {
+        TokenFormat::Opaque => issue_opaque(s, &id, &scope, Duration::from_secs(3600)),
+        TokenFormat::Jwt => {
+            let base = s.base.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let issuer = format!("{base}/t/{}/oauth2/token", s.org);
+            let claims = app_claims(&issuer, &s.org, &id, &scope, Duration::from_secs(3600));
+            let key = s.current.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let token = key.mint(json!({}), &claims);
+            remember_jwt(s, &token, &claims);
+            token
+        }
+    };
     loopback::json(
         200,
         &json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600, "scope": scope}),
+    )
+}
+
+async fn introspect(
+    s: &State,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Response<loopback::Body> {
+    let basic = basic_auth(&req);
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return loopback::json(400, &json!({"error": "invalid_request"})),
+    };
+    let mut f = form(&body);
+    // client_secret_basic or client_secret_post (RFC 7662 §2.1 leaves the method open).
+    let credentials = basic.or_else(|| Some((f.remove("client_id")?, f.remove("client_secret")?)));
+    let authorized = credentials.is_some_and(|(id, secret)| {
+        s.clients
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .is_some_and(|(sec, _)| *sec == secret)
+    });
+    if !authorized {
+        return loopback::json(401, &json!({"error": "invalid_client"}));
+    }
+    if s.introspection_fails.load(Ordering::SeqCst) {
+        return loopback::json(500, &json!({"error": "server_error"}));
+    }
+    let Some(token) = f.remove("token") else {
+        return loopback::json(400, &json!({"error": "invalid_request"}));
+    };
+    let d = digest(&token);
+    let issued = s
+        .issued
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&d)
+        .cloned();
+    let revoked = s
+        .revoked
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&d);
+    let active = issued
+        .as_ref()
+        .is_some_and(|i| !revoked && (i.exp > now() || s.ignore_expiry.load(Ordering::SeqCst)));
+    let Some(i) = issued.filter(|_| active) else {
+        return loopback::json(200, &json!({"active": false}));
+    };
+    let base = s.base.read().unwrap_or_else(|e| e.into_inner()).clone();
+    loopback::json(
+        200,
+        &json!({
+            "active": true, "scope": i.scope, "client_id": i.client_id, "username": i.client_id,
+            "sub": i.client_id, "exp": i.exp, "iat": i.iat, "nbf": i.iat, "aud": i.client_id,
+            "iss": format!("{base}/t/{}/oauth2/token", s.org), "token_type": "Bearer", "aut": "APPLICATION",
+        }),
     )
 }

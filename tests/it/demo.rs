@@ -53,7 +53,7 @@ async fn demo_prints_working_curl_lines() {
         assert_eq!(status, expected, "{comment}\n{line}");
         statuses.push(status);
     }
-    assert_eq!(statuses, vec![200, 401, 401, 403, 200]);
+    assert_eq!(statuses, vec![200, 200, 401, 401, 403, 200]);
     assert!(started.elapsed() < Duration::from_secs(30));
     let _ = child.kill();
     let _ = child.wait();

@@ -5,6 +5,7 @@ mod common;
 mod config;
 mod demo;
 mod envoy;
+mod introspection;
 mod jwks;
 mod jwt;
 mod upstream;

@@ -1,0 +1,465 @@
+//! RFC 7662 introspection with a cache that coalesces, bounds by expiry and refreshes ahead.
+//!
+//! The provider is slow, rate-limited and sometimes down, so:
+//! - concurrent requests for the same uncached token make one call (moka `try_get_with`);
+//! - an active result lives min(exp + skew - now, `cache_max_ttl`), an inactive one
+//!   `negative_ttl`; outages are never cached;
+//! - a hit in the last quarter of an active entry's life starts one background refresh and is
+//!   served from the cache meanwhile, so a token in steady use never waits after its first
+//!   request; a refresh that sees `active: false` replaces the entry (revocation takes effect);
+//! - a response that says active for a token whose `exp` (+ skew) has passed is treated as
+//!   inactive: no answer can revive an expired token.
+//!
+//! The key is the key manager plus the SHA-256 of the token; the token itself is never stored,
+//! never logged. All provider I/O runs on the background runtime.
+
+use super::verdict::Digest;
+use super::Principal;
+use crate::config::{ClientAuth, KeyManagerConfig};
+use crate::metrics::Metrics;
+use serde::Deserialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Largest introspection response accepted.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// The RFC 7662 response fields keygate reads.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct IntrospectionResponse {
+    /// REQUIRED by RFC 7662.
+    pub active: bool,
+    /// Space-separated scopes.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The client the token was issued to (the consumer key).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Resource owner name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Subject.
+    #[serde(default)]
+    pub sub: Option<String>,
+    /// Expiry (Unix seconds).
+    #[serde(default)]
+    pub exp: Option<f64>,
+    /// Issued at.
+    #[serde(default)]
+    pub iat: Option<f64>,
+    /// Not before.
+    #[serde(default)]
+    pub nbf: Option<f64>,
+    /// Audience: a string or an array.
+    #[serde(default)]
+    pub aud: Option<serde_json::Value>,
+    /// Issuer.
+    #[serde(default)]
+    pub iss: Option<String>,
+    /// Token type.
+    #[serde(default)]
+    pub token_type: Option<String>,
+    /// Asgardeo: `APPLICATION` or `APPLICATION_USER`.
+    #[serde(default)]
+    pub aut: Option<String>,
+}
+
+/// A cached answer.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Active, with the caller's identity.
+    Active(Arc<Principal>),
+    /// Inactive (or expired, or not for our audience).
+    Inactive,
+}
+
+/// Why a token was inactive, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InactiveWhy {
+    /// The provider said `active: false`.
+    Provider,
+    /// Active but past `exp` + skew.
+    Expired,
+    /// Active but `nbf` in the future.
+    NotYetValid,
+    /// `aud` matches none of the configured audiences.
+    Audience,
+    /// A value we forward cannot be an HTTP header.
+    BadClaims,
+}
+
+struct Entry {
+    verdict: Verdict,
+    created: Instant,
+    ttl: Duration,
+    refreshing: AtomicBool,
+}
+
+struct PerEntryTtl;
+
+impl moka::Expiry<(usize, Digest), Arc<Entry>> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _k: &(usize, Digest),
+        v: &Arc<Entry>,
+        _at: Instant,
+    ) -> Option<Duration> {
+        Some(v.ttl)
+    }
+    fn expire_after_update(
+        &self,
+        _k: &(usize, Digest),
+        v: &Arc<Entry>,
+        _at: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.ttl)
+    }
+}
+
+/// How an answer was obtained, for metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// From the cache.
+    Cached,
+    /// This request made the call.
+    Called,
+    /// Another request's call answered this one.
+    Coalesced,
+}
+
+/// Introspection client of one key manager.
+pub struct Introspector {
+    km_index: usize,
+    km_name: String,
+    endpoint: url::Url,
+    client_id: String,
+    client_secret: String,
+    auth: ClientAuth,
+    timeout: Duration,
+    skew: Duration,
+    max_ttl: Duration,
+    negative_ttl: Duration,
+    audiences: Vec<String>,
+    http: reqwest::Client,
+    bg: tokio::runtime::Handle,
+    metrics: Arc<Metrics>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Introspector {
+    /// A client for `config`, or `None` when it has no endpoint or credentials.
+    pub fn new(
+        km_index: usize,
+        config: &KeyManagerConfig,
+        http: reqwest::Client,
+        bg: tokio::runtime::Handle,
+        metrics: Arc<Metrics>,
+    ) -> Option<Self> {
+        Some(Self {
+            km_index,
+            km_name: config.name.clone(),
+            endpoint: config.introspection_endpoint.clone()?,
+            client_id: config.client_id.clone()?,
+            client_secret: config.client_secret.as_ref()?.expose().to_string(),
+            auth: config.introspection_auth,
+            timeout: config.http_timeout,
+            skew: config.clock_skew,
+            max_ttl: config.cache_max_ttl,
+            negative_ttl: config.negative_ttl,
+            audiences: config.audiences.clone(),
+            http,
+            bg,
+            metrics,
+        })
+    }
+
+    /// One call to the provider: a verdict, or an outage description.
+    pub async fn call(&self, token: &str) -> Result<(Verdict, Duration), String> {
+        let started = Instant::now();
+        let http = self.http.clone();
+        let mut req = http
+            .post(self.endpoint.clone())
+            .timeout(self.timeout)
+            .header(http::header::ACCEPT, "application/json");
+        let mut form = vec![("token", token.to_string())];
+        match self.auth {
+            ClientAuth::Basic => req = req.basic_auth(&self.client_id, Some(&self.client_secret)),
+            ClientAuth::Post => {
+                form.push(("client_id", self.client_id.clone()));
+                form.push(("client_secret", self.client_secret.clone()));
+            }
+        }
+        let req = req.form(&form);
+        let result = self
+            .bg
+            .spawn(async move { fetch(req).await })
+            .await
+            .unwrap_or_else(|e| Err(format!("introspection task failed: {e}")));
+        self.metrics
+            .introspection_duration
+            .with_label_values(&[&self.km_name])
+            .observe(started.elapsed().as_secs_f64());
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics
+                    .introspection_calls
+                    .with_label_values(&[&self.km_name, "error"])
+                    .inc();
+                log::warn!("key manager {}: introspection failed: {e}", self.km_name);
+                return Err(e);
+            }
+        };
+        let verdict = self.judge(&response);
+        let label = match &verdict {
+            Ok(_) => "active",
+            Err(_) => "inactive",
+        };
+        self.metrics
+            .introspection_calls
+            .with_label_values(&[&self.km_name, label])
+            .inc();
+        Ok(match verdict {
+            Ok((principal, ttl)) => (Verdict::Active(Arc::new(principal)), ttl),
+            Err(_) => (Verdict::Inactive, self.negative_ttl),
+        })
+    }
+
+    /// Turn a response into a principal and its cache TTL, or say why it is inactive.
+    pub fn judge(&self, r: &IntrospectionResponse) -> Result<(Principal, Duration), InactiveWhy> {
+        if !r.active {
+            return Err(InactiveWhy::Provider);
+        }
+        let now = now_secs();
+        let skew = self.skew.as_secs();
+        let exp = r.exp.map(|e| e.max(0.0) as u64);
+        if exp.is_some_and(|e| e + skew < now) {
+            return Err(InactiveWhy::Expired);
+        }
+        if r.nbf.is_some_and(|n| n.max(0.0) as u64 > now + skew) {
+            return Err(InactiveWhy::NotYetValid);
+        }
+        if !self.audiences.is_empty() {
+            let auds: Vec<&str> = match &r.aud {
+                Some(serde_json::Value::String(s)) => vec![s.as_str()],
+                Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str()).collect(),
+                _ => vec![],
+            };
+            if !auds.iter().any(|a| self.audiences.iter().any(|x| x == a)) {
+                return Err(InactiveWhy::Audience);
+            }
+        }
+        let hv = |s: &str| {
+            http::HeaderValue::from_bytes(s.as_bytes()).map_err(|_| InactiveWhy::BadClaims)
+        };
+        let subject = r
+            .sub
+            .as_deref()
+            .or(r.username.as_deref())
+            .filter(|s| !s.is_empty())
+            .map(hv)
+            .transpose()?;
+        // RFC 7662 and Asgardeo name the consumer key `client_id`.
+        let client_id = r
+            .client_id
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(hv)
+            .transpose()?;
+        let scopes: Vec<String> = r
+            .scope
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let scopes_header = hv(&scopes.join(" "))?;
+        let ttl = match exp {
+            Some(e) => Duration::from_secs((e + skew).saturating_sub(now)).min(self.max_ttl),
+            None => self.max_ttl,
+        };
+        Ok((
+            Principal {
+                key_manager: self.km_index,
+                subject,
+                client_id,
+                scopes,
+                scopes_header,
+                expires_at: exp,
+            },
+            ttl,
+        ))
+    }
+}
+
+async fn fetch(req: reqwest::RequestBuilder) -> Result<IntrospectionResponse, String> {
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        // 401/403 mean our own credentials are wrong: an outage of ours, not the caller's fault.
+        return Err(format!("HTTP {}", status.as_u16()));
+    }
+    if resp
+        .content_length()
+        .is_some_and(|n| n as usize > MAX_RESPONSE_BYTES)
+    {
+        return Err("introspection response too large".to_string());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading body: {e}"))?
+    {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err("introspection response too large".to_string());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("undecodable response: {e}"))
+}
+
+/// The shared introspection cache of all key managers.
+pub struct IntrospectionCache {
+    inner: moka::future::Cache<(usize, Digest), Arc<Entry>>,
+    metrics: Arc<Metrics>,
+}
+
+impl IntrospectionCache {
+    /// At most `max_entries` entries.
+    pub fn new(max_entries: u64, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner: moka::future::Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(PerEntryTtl)
+                .build(),
+            metrics,
+        }
+    }
+
+    /// Entries (approximate).
+    pub async fn len(&self) -> u64 {
+        self.inner.run_pending_tasks().await;
+        self.inner.entry_count()
+    }
+
+    /// Is it empty?
+    pub async fn is_empty(&self) -> bool {
+        self.len().await == 0
+    }
+
+    /// The verdict for `token` from `client`'s key manager: cached, coalesced or called.
+    /// `Err` is an outage.
+    pub async fn lookup(
+        self: &Arc<Self>,
+        client: &Arc<Introspector>,
+        token: &str,
+        digest: Digest,
+    ) -> Result<(Verdict, Source), String> {
+        let key = (client.km_index, digest);
+        let km = client.km_name.as_str();
+        if let Some(entry) = self.inner.get(&key).await {
+            if let Verdict::Active(p) = &entry.verdict {
+                // Never serve past exp + skew, whatever the entry's remaining life.
+                if p.expires_at
+                    .is_some_and(|e| e + client.skew.as_secs() < now_secs())
+                {
+                    self.inner.invalidate(&key).await;
+                    return Ok((Verdict::Inactive, Source::Cached));
+                }
+                self.maybe_refresh(client, &entry, key, token);
+            }
+            self.metrics
+                .introspection_cache
+                .with_label_values(&[km, "hit"])
+                .inc();
+            return Ok((entry.verdict.clone(), Source::Cached));
+        }
+        let ran = AtomicBool::new(false);
+        let result = self
+            .inner
+            .try_get_with(key, async {
+                ran.store(true, Ordering::Relaxed);
+                let (verdict, ttl) = client.call(token).await?;
+                Ok::<_, String>(Arc::new(Entry {
+                    verdict,
+                    created: Instant::now(),
+                    ttl,
+                    refreshing: AtomicBool::new(false),
+                }))
+            })
+            .await;
+        let source = if ran.load(Ordering::Relaxed) {
+            Source::Called
+        } else {
+            Source::Coalesced
+        };
+        let label = match source {
+            Source::Coalesced => "coalesced",
+            _ => "miss",
+        };
+        self.metrics
+            .introspection_cache
+            .with_label_values(&[km, label])
+            .inc();
+        match result {
+            Ok(entry) => Ok((entry.verdict.clone(), source)),
+            Err(e) => Err((*e).clone()),
+        }
+    }
+
+    /// In the last quarter of an active entry's life, refresh it once in the background.
+    fn maybe_refresh(
+        self: &Arc<Self>,
+        client: &Arc<Introspector>,
+        entry: &Arc<Entry>,
+        key: (usize, Digest),
+        token: &str,
+    ) {
+        let age = entry.created.elapsed();
+        if age * 4 < entry.ttl * 3 || entry.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (cache, client, entry) = (self.clone(), client.clone(), entry.clone());
+        let token = token.to_string();
+        client.bg.clone().spawn(async move {
+            let km = client.km_name.clone();
+            match client.call(&token).await {
+                Ok((verdict, ttl)) => {
+                    let fresh = Arc::new(Entry {
+                        verdict,
+                        created: Instant::now(),
+                        ttl,
+                        refreshing: AtomicBool::new(false),
+                    });
+                    cache.inner.insert(key, fresh).await;
+                    cache
+                        .metrics
+                        .introspection_refreshes
+                        .with_label_values(&[&km, "ok"])
+                        .inc();
+                }
+                Err(_) => {
+                    // Keep serving the cached answer until it expires; a later hit may retry.
+                    entry.refreshing.store(false, Ordering::Release);
+                    cache
+                        .metrics
+                        .introspection_refreshes
+                        .with_label_values(&[&km, "error"])
+                        .inc();
+                }
+            }
+        });
+    }
+}
