@@ -19,8 +19,24 @@ pub fn apply(
     key_managers: &[Arc<KeyManager>],
     names: &UpstreamHeaders,
 ) -> pingora::Result<()> {
-    for name in names.all() {
-        req.remove_header(name);
+    // Also `X_Auth_Subject` and other spellings that CGI-style upstreams read as the same
+    // variable (HTTP_X_AUTH_SUBJECT); nginx drops underscore headers for the same reason.
+    let spoofed: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            names.all().iter().any(|n| {
+                k.len() == n.as_str().len()
+                    && k.bytes()
+                        .zip(n.as_str().bytes())
+                        .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+            })
+        })
+        .cloned()
+        .collect();
+    for name in spoofed {
+        req.remove_header(&name);
     }
     if !api.forward_authorization {
         req.remove_header(&api.authorization_header);

@@ -165,11 +165,13 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let upstream_error = match e.etype() {
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                Some(UpstreamError::TimedOut)
-            }
-            _ if e.esource() == &ErrorSource::Upstream => Some(UpstreamError::Unreachable),
+        // The source first: a slow client upload times out too, and that is not the upstream's.
+        let upstream_error = match (e.esource(), e.etype()) {
+            (
+                ErrorSource::Upstream,
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+            ) => Some(UpstreamError::TimedOut),
+            (ErrorSource::Upstream, _) => Some(UpstreamError::Unreachable),
             _ => None,
         };
         let code = match upstream_error {

@@ -241,10 +241,12 @@ impl Introspector {
         let now = now_secs();
         let skew = self.skew.as_secs();
         let exp = r.exp.map(|e| e.max(0.0) as u64);
-        if exp.is_some_and(|e| e + skew < now) {
+        if exp.is_some_and(|e| e.saturating_add(skew) < now) {
             return Err(InactiveWhy::Expired);
         }
-        if r.nbf.is_some_and(|n| n.max(0.0) as u64 > now + skew) {
+        if r.nbf
+            .is_some_and(|n| n.max(0.0) as u64 > now.saturating_add(skew))
+        {
             return Err(InactiveWhy::NotYetValid);
         }
         if !self.audiences.is_empty() {
@@ -283,7 +285,9 @@ impl Introspector {
             .collect();
         let scopes_header = hv(&scopes.join(" "))?;
         let ttl = match exp {
-            Some(e) => Duration::from_secs((e + skew).saturating_sub(now)).min(self.max_ttl),
+            Some(e) => {
+                Duration::from_secs(e.saturating_add(skew).saturating_sub(now)).min(self.max_ttl)
+            }
             None => self.max_ttl,
         };
         Ok((
@@ -373,7 +377,7 @@ impl IntrospectionCache {
             if let Verdict::Active(p) = &entry.verdict {
                 // Never serve past exp + skew, whatever the entry's remaining life.
                 if p.expires_at
-                    .is_some_and(|e| e + client.skew.as_secs() < now_secs())
+                    .is_some_and(|e| e.saturating_add(client.skew.as_secs()) < now_secs())
                 {
                     self.inner.invalidate(&key).await;
                     return Ok((Verdict::Inactive, Source::Cached));

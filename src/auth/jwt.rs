@@ -139,8 +139,10 @@ fn map_error(kind: &ErrorKind) -> InvalidReason {
 pub enum KeyChoice {
     /// Keys to try exist.
     Some,
-    /// The token has a kid the set does not know.
+    /// The token has a kid the set does not know, and no kid-less key takes its algorithm.
     UnknownKid,
+    /// The token has a kid the set does not know; kid-less keys take its algorithm.
+    KidlessFallback,
     /// No key accepts the token's algorithm.
     NoKeyForAlg,
 }
@@ -151,7 +153,11 @@ pub fn choose(keys: &KeySet, jwt: &UnverifiedJwt) -> KeyChoice {
         Some(kid) => {
             let with = keys.with_kid(kid);
             if with.is_empty() {
-                KeyChoice::UnknownKid
+                if keys.kidless().iter().any(|k| k.algs.contains(&jwt.alg)) {
+                    KeyChoice::KidlessFallback
+                } else {
+                    KeyChoice::UnknownKid
+                }
             } else if with.iter().any(|k| k.algs.contains(&jwt.alg)) {
                 KeyChoice::Some
             } else {
@@ -171,7 +177,8 @@ pub fn verify(
     validation: &Validation,
 ) -> Result<Claims, InvalidReason> {
     let candidates = match &jwt.kid {
-        Some(kid) => keys.with_kid(kid),
+        Some(kid) if keys.has_kid(kid) => keys.with_kid(kid),
+        Some(_) => keys.kidless(),
         None => keys.all(),
     };
     let mut last = InvalidReason::AlgorithmNotAllowed;

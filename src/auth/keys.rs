@@ -35,6 +35,7 @@ impl std::fmt::Debug for VerifyKey {
 pub struct KeySet {
     keys: Vec<Arc<VerifyKey>>,
     by_kid: HashMap<String, Vec<Arc<VerifyKey>>>,
+    kidless: Vec<Arc<VerifyKey>>,
 }
 
 const RSA_ALGS: [Algorithm; 6] = [
@@ -61,7 +62,12 @@ impl KeySet {
                 by_kid.entry(kid.clone()).or_default().push(k.clone());
             }
         }
-        Self { keys, by_kid }
+        let kidless = keys.iter().filter(|k| k.kid.is_none()).cloned().collect();
+        Self {
+            keys,
+            by_kid,
+            kidless,
+        }
     }
 
     /// Parse a JWKS document. Returns the set and one note per skipped key; a document with no
@@ -134,6 +140,12 @@ impl KeySet {
     /// Keys with this kid.
     pub fn with_kid(&self, kid: &str) -> &[Arc<VerifyKey>] {
         self.by_kid.get(kid).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Keys without a kid (PEM certificates, kid-less JWKs): tried for a token whose kid no key
+    /// carries, as WSO2 does with a PEM certificate and Envoy with kid-less JWKs.
+    pub fn kidless(&self) -> &[Arc<VerifyKey>] {
+        &self.kidless
     }
 
     /// Every key (for tokens without a kid).

@@ -200,7 +200,9 @@ impl Authenticator {
         if let Some(p) = self.verdicts.get(&digest) {
             let km = &self.kms[p.key_manager];
             let skew = km.config.clock_skew.as_secs();
-            if p.expires_at.is_none_or(|exp| exp + skew >= now_secs()) {
+            if p.expires_at
+                .is_none_or(|exp| exp.saturating_add(skew) >= now_secs())
+            {
                 if !policy.allows(p.key_manager) {
                     return Err(self.reject(km.name(), InvalidReason::KeyManagerNotAllowed));
                 }
@@ -247,33 +249,27 @@ impl Authenticator {
         let mut keys = km
             .current_keys()
             .ok_or_else(|| unavailable("no keys loaded yet".to_string()))?;
-        match jwt::choose(&keys, &peek) {
-            KeyChoice::Some => {}
+        let choice = jwt::choose(&keys, &peek);
+        match choice {
+            KeyChoice::Some | KeyChoice::KidlessFallback => {}
             KeyChoice::NoKeyForAlg => {
                 return Err(self.reject(km.name(), InvalidReason::AlgorithmNotAllowed))
             }
-            KeyChoice::UnknownKid => {
-                let (KeySource::Jwks(store), Some(kid)) = (&km.keys, &peek.kid) else {
-                    return Err(self.reject(km.name(), InvalidReason::UnknownKey));
-                };
-                match store.refresh_for_kid(kid).await {
-                    KidLookup::Found => {
-                        keys = store
-                            .current()
-                            .ok_or_else(|| unavailable("keys vanished".into()))?;
-                    }
-                    KidLookup::Unknown => {
-                        return Err(self.reject(km.name(), InvalidReason::UnknownKey))
-                    }
-                    KidLookup::Unavailable(e) => return Err(unavailable(e)),
-                }
-            }
+            KeyChoice::UnknownKid => keys = self.refresh_keys(km, &peek).await?,
         }
         let validation = km
             .validation(peek.alg)
             .ok_or_else(|| self.reject(km.name(), InvalidReason::AlgorithmNotAllowed))?;
-        let claims = jwt::verify(token, &peek, &keys, validation)
-            .map_err(|reason| self.reject(km.name(), reason))?;
+        let mut verified = jwt::verify(token, &peek, &keys, validation);
+        if choice == KeyChoice::KidlessFallback
+            && verified == Err(InvalidReason::BadSignature)
+            && matches!(km.keys, KeySource::Jwks(_))
+        {
+            // The kid may name a key the provider published since our last fetch.
+            keys = self.refresh_keys(km, &peek).await?;
+            verified = jwt::verify(token, &peek, &keys, validation);
+        }
+        let claims = verified.map_err(|reason| self.reject(km.name(), reason))?;
         let principal =
             principal_from_claims(km, &claims).map_err(|reason| self.reject(km.name(), reason))?;
         let now = now_secs();
@@ -288,6 +284,28 @@ impl Authenticator {
             .with_label_values(&[km.name(), "verified"])
             .observe(started.elapsed().as_secs_f64());
         Ok((principal, ValidationPath::Verified))
+    }
+
+    /// A shared, cooldown-bounded refresh for a kid we do not know; the keys after it.
+    async fn refresh_keys(
+        &self,
+        km: &KeyManager,
+        peek: &jwt::UnverifiedJwt,
+    ) -> Result<Arc<keys::KeySet>, AuthError> {
+        let unavailable = |detail: String| AuthError::KeyManagerUnavailable {
+            key_manager: km.name().to_string(),
+            detail,
+        };
+        let (KeySource::Jwks(store), Some(kid)) = (&km.keys, &peek.kid) else {
+            return Err(self.reject(km.name(), InvalidReason::UnknownKey));
+        };
+        match store.refresh_for_kid(kid).await {
+            KidLookup::Found => store
+                .current()
+                .ok_or_else(|| unavailable("keys vanished".into())),
+            KidLookup::Unknown => Err(self.reject(km.name(), InvalidReason::UnknownKey)),
+            KidLookup::Unavailable(e) => Err(unavailable(e)),
+        }
     }
 
     async fn introspect(
@@ -360,10 +378,11 @@ pub fn principal_from_claims(
         .transpose()?;
     let scopes: Vec<String> = match claims.get(&km.config.scopes_claim) {
         Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+        // Each array element is one scope (an element with a space is not two scopes).
         Some(serde_json::Value::Array(a)) => a
             .iter()
             .filter_map(|v| v.as_str())
-            .flat_map(str::split_whitespace)
+            .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect(),
         _ => Vec::new(),

@@ -80,8 +80,8 @@ pub fn check_template(t: &str) -> Result<(), String> {
     }
     let segs: Vec<&str> = t.trim_end_matches('/').split('/').skip(1).collect();
     for (i, s) in segs.iter().enumerate() {
-        if *s == "*" && i + 1 != segs.len() {
-            return Err(format!("{t:?}: * may only be the last segment"));
+        if s.contains('*') && (*s != "*" || i + 1 != segs.len()) {
+            return Err(format!("{t:?}: * may only be the whole last segment (/*)"));
         }
         if s.starts_with('{') != s.ends_with('}') || s.contains('?') {
             return Err(format!(
@@ -298,6 +298,8 @@ mod tests {
         assert!(check_template("/*/x").is_err());
         assert!(check_template("x").is_err());
         assert!(check_template("/{}").is_err());
+        assert!(check_template("/*.json").is_err());
+        assert!(check_template("/a*").is_err());
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! segments, encoded slashes and backslashes are refused, repeated slashes are merged and
 //! percent-encoded unreserved characters are decoded (RFC 3986 §6.2.2). Otherwise `/%61dmin` or
 //! `//admin` could match a permissive template here and reach `/admin` on an upstream that
-//! normalises, the path-confusion class of auth bypasses.
+//! normalises, the path-confusion class of auth bypasses. Path parameters (`;`) are refused too:
+//! Java servers read `/..;/admin` as `/../admin` and `/special;x` as `/special`.
 
 use super::ApiDef;
 use crate::error::RouteError;
@@ -43,21 +44,32 @@ impl Node {
         node.end.get_or_insert(resource);
     }
 
-    /// `rest` is the remaining path without its leading `/`; empty at the end.
-    fn find(&self, rest: &str) -> Option<usize> {
+    /// `rest` is the remaining path without its leading `/`; empty at the end. With `wild`
+    /// false only literal and `{param}` segments may match.
+    fn find(&self, rest: &str, wild: bool) -> Option<usize> {
         if rest.is_empty() {
-            return self.end.or(self.wildcard);
+            return self.end.or(if wild { self.wildcard } else { None });
         }
         let (seg, tail) = rest.split_once('/').unwrap_or((rest, ""));
-        if let Some(r) = self.literal.get(seg).and_then(|n| n.find(tail)) {
+        if let Some(r) = self.literal.get(seg).and_then(|n| n.find(tail, wild)) {
             return Some(r);
         }
         if !seg.is_empty() {
-            if let Some(r) = self.param.as_ref().and_then(|n| n.find(tail)) {
+            if let Some(r) = self.param.as_ref().and_then(|n| n.find(tail, wild)) {
                 return Some(r);
             }
         }
-        self.wildcard
+        if wild {
+            self.wildcard
+        } else {
+            None
+        }
+    }
+
+    /// Any match without a wildcard beats every wildcard match (Synapse keeps searching while
+    /// the found template contains `/*`); among equals, literal beats `{param}`.
+    fn best(&self, rest: &str) -> Option<usize> {
+        self.find(rest, false).or_else(|| self.find(rest, true))
     }
 }
 
@@ -128,7 +140,7 @@ impl RouteTable {
         let resource = self.apis[api]
             .by_verb
             .get(method)
-            .and_then(|n| n.find(sub))
+            .and_then(|n| n.best(sub))
             .ok_or_else(no_resource)?;
         Ok(RouteMatch {
             api,
@@ -182,7 +194,7 @@ pub fn normalise_path(path: &str) -> Result<Cow<'_, str>, RouteError> {
         return Err(RouteError::BadPath("the path must start with /"));
     }
     let bytes = path.as_bytes();
-    let needs_work = bytes.iter().any(|&b| b == b'%' || b == b'\\') || path.contains("//");
+    let needs_work = bytes.iter().any(|&b| matches!(b, b'%' | b'\\' | b';')) || path.contains("//");
     let out: Cow<'_, str> = if needs_work {
         let mut out = Vec::with_capacity(bytes.len());
         let mut i = 0;
@@ -190,6 +202,7 @@ pub fn normalise_path(path: &str) -> Result<Cow<'_, str>, RouteError> {
             let b = bytes[i];
             match b {
                 b'\\' => return Err(RouteError::BadPath("backslash in path")),
+                b';' => return Err(RouteError::BadPath("path parameters (;) are not allowed")),
                 b'%' => {
                     let (h, l) = match (
                         bytes.get(i + 1).and_then(|&x| hex(x)),
@@ -201,6 +214,9 @@ pub fn normalise_path(path: &str) -> Result<Cow<'_, str>, RouteError> {
                     let decoded = h * 16 + l;
                     match decoded {
                         b'/' | b'\\' => return Err(RouteError::BadPath("encoded slash in path")),
+                        b';' => {
+                            return Err(RouteError::BadPath("path parameters (;) are not allowed"))
+                        }
                         0 => return Err(RouteError::BadPath("encoded NUL in path")),
                         d if is_unreserved(d) => out.push(d),
                         _ => out.extend_from_slice(&[
@@ -340,6 +356,19 @@ mod tests {
         ] {
             assert!(normalise_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn any_match_without_wildcard_beats_a_wildcard() {
+        let t = RouteTable::new(&[api(
+            "/w",
+            "v1",
+            false,
+            &[("GET", "/a/*"), ("GET", "/{x}/b")],
+        )]);
+        assert_eq!(r(&t, "GET", "/w/v1/a/b").unwrap().1, 1);
+        assert_eq!(r(&t, "GET", "/w/v1/a/c").unwrap().1, 0);
+        assert_eq!(r(&t, "GET", "/w/v1/a").unwrap().1, 0);
     }
 
     #[test]

@@ -28,21 +28,30 @@ pub fn substitute_all(
     for (idx, line) in text.split_inclusive('\n').enumerate() {
         let code_end = comment_start(line).unwrap_or(line.len());
         let (code, comment) = line.split_at(code_end);
-        let mut rest = code;
-        while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let Some(end) = after.find('}') else {
-                out.push_str(&rest[start..]);
-                rest = "";
+        let mut pos = 0;
+        while let Some(found) = code[pos..].find("${") {
+            let start = pos + found;
+            out.push_str(&code[pos..start]);
+            let Some(len) = code[start + 2..].find('}') else {
+                pos = start;
                 break;
             };
-            let expr = &after[..end];
+            let end = start + 2 + len + 1;
+            let expr = &code[start + 2..end - 1];
             let (name, default) = match expr.split_once(":-") {
                 Some((n, d)) => (n.trim(), Some(d)),
                 None => (expr.trim(), None),
             };
+            // A variable that is a whole plain scalar (`key: ${VAR}`, `- ${VAR}`) is inserted as
+            // a quoted string, so a value containing ` #`, `: ` or a newline stays one string.
+            let before = code[..start].trim_end();
+            let whole =
+                (before.ends_with(':') || before.trim_start() == "-" || before.ends_with(" -"))
+                    && code[end..].trim().is_empty();
             match lookup(name).or_else(|| default.map(str::to_string)) {
+                Some(value) if whole && !plain_safe(&value) => {
+                    out.push_str(&serde_json::Value::String(value).to_string())
+                }
                 Some(value) => out.push_str(&value),
                 None => unset.push(UnsetVar {
                     line: idx + 1,
@@ -50,9 +59,9 @@ pub fn substitute_all(
                     var: name.to_string(),
                 }),
             }
-            rest = &after[end + 1..];
+            pos = end;
         }
-        out.push_str(rest);
+        out.push_str(&code[pos..]);
         out.push_str(comment);
     }
     (out, unset)
@@ -67,6 +76,18 @@ pub fn substitute(
         (out, unset) if unset.is_empty() => Ok(out),
         (_, unset) => Err(unset),
     }
+}
+
+/// Can `v` stand as a YAML plain scalar and mean exactly itself? (Numbers, booleans, URLs and
+/// ordinary words can; anything with comment, mapping or flow syntax cannot.)
+fn plain_safe(v: &str) -> bool {
+    !v.is_empty()
+        && v.trim() == v
+        && !v.contains(": ")
+        && !v.contains(" #")
+        && !v.ends_with(':')
+        && v.chars().all(|c| !c.is_control())
+        && !v.starts_with(|c: char| "-?:,[]{}#&*!|>'\"%@`".contains(c))
 }
 
 /// Byte offset of a `#` comment: at the line start or after whitespace, outside quotes.
@@ -103,8 +124,24 @@ mod tests {
 
     #[test]
     fn replaces_known_and_defaults() {
-        let out = substitute("a: ${SET}\nb: ${NOPE:-dflt}\n", env).unwrap();
-        assert_eq!(out, "a: value\nb: dflt\n");
+        let out = substitute(
+            "a: ${SET}\nb: ${NOPE:-dflt}\nc: x${SET}y\n- ${SET}\nn: ${NOPE:-4}\nq: ${NOPE:-&x}\n",
+            env,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "a: value\nb: dflt\nc: xvaluey\n- value\nn: 4\nq: \"&x\"\n"
+        );
+    }
+
+    #[test]
+    fn whole_values_cannot_inject_yaml() {
+        let evil = |_: &str| Some("p4ss #word\nadmin: true".to_string());
+        let out = substitute("secret: ${S}\n", evil).unwrap();
+        let v: std::collections::BTreeMap<String, String> = serde_saphyr::from_str(&out).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v["secret"], "p4ss #word\nadmin: true");
     }
 
     #[test]

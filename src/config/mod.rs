@@ -746,6 +746,13 @@ fn validate_key_manager(
     if out.jwks_refresh_interval < Duration::from_secs(1) {
         issues.push(file, at("jwks_refresh_interval"), "must be at least 1s");
     }
+    if out.jwks_min_refresh_interval < Duration::from_secs(1) {
+        issues.push(
+            file,
+            at("jwks_min_refresh_interval"),
+            "must be at least 1s: it bounds the fetches a flood of unknown kids can cause",
+        );
+    }
     if out.http_timeout.is_zero() {
         issues.push(file, at("http_timeout"), "must be more than 0s");
     }

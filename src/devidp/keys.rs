@@ -14,10 +14,20 @@ use serde_json::{json, Value};
 pub enum SigningAlg {
     /// RSASSA-PKCS1-v1_5 SHA-256, 2048-bit key.
     RS256,
+    /// RSASSA-PKCS1-v1_5 SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 SHA-512.
+    RS512,
     /// RSASSA-PSS SHA-256, 2048-bit key.
     PS256,
+    /// RSASSA-PSS SHA-384.
+    PS384,
+    /// RSASSA-PSS SHA-512.
+    PS512,
     /// ECDSA P-256 SHA-256.
     ES256,
+    /// ECDSA P-384 SHA-384.
+    ES384,
     /// Ed25519.
     EdDSA,
 }
@@ -27,8 +37,13 @@ impl SigningAlg {
     pub fn name(self) -> &'static str {
         match self {
             Self::RS256 => "RS256",
+            Self::RS384 => "RS384",
+            Self::RS512 => "RS512",
             Self::PS256 => "PS256",
+            Self::PS384 => "PS384",
+            Self::PS512 => "PS512",
             Self::ES256 => "ES256",
+            Self::ES384 => "ES384",
             Self::EdDSA => "EdDSA",
         }
     }
@@ -53,11 +68,20 @@ impl SigningKey {
     /// Generate a new key.
     pub fn generate(alg: SigningAlg, kid: &str) -> Self {
         let material = match alg {
-            SigningAlg::RS256 | SigningAlg::PS256 => Material::Rsa(
+            SigningAlg::RS256
+            | SigningAlg::RS384
+            | SigningAlg::RS512
+            | SigningAlg::PS256
+            | SigningAlg::PS384
+            | SigningAlg::PS512 => Material::Rsa(
                 aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation"),
             ),
             SigningAlg::ES256 => Material::Ec(
                 EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+                    .expect("EC key generation"),
+            ),
+            SigningAlg::ES384 => Material::Ec(
+                EcdsaKeyPair::generate(&signature::ECDSA_P384_SHA384_FIXED_SIGNING)
                     .expect("EC key generation"),
             ),
             SigningAlg::EdDSA => {
@@ -80,8 +104,11 @@ impl SigningKey {
                 json!({"kty": "RSA", "n": b(p.modulus().big_endian_without_leading_zero()), "e": b(p.exponent().big_endian_without_leading_zero())})
             }
             Material::Ec(k) => {
+                // Uncompressed point: 0x04 || x || y.
                 let point = k.public_key().as_ref();
-                json!({"kty": "EC", "crv": "P-256", "x": b(&point[1..33]), "y": b(&point[33..65])})
+                let n = (point.len() - 1) / 2;
+                let crv = if n == 48 { "P-384" } else { "P-256" };
+                json!({"kty": "EC", "crv": crv, "x": b(&point[1..1 + n]), "y": b(&point[1 + n..])})
             }
             Material::Ed(k) => {
                 json!({"kty": "OKP", "crv": "Ed25519", "x": b(k.public_key().as_ref())})
@@ -125,6 +152,10 @@ impl SigningKey {
                 let mut sig = vec![0u8; k.public_modulus_len()];
                 let padding: &'static dyn signature::RsaEncoding = match alg {
                     SigningAlg::PS256 => &signature::RSA_PSS_SHA256,
+                    SigningAlg::PS384 => &signature::RSA_PSS_SHA384,
+                    SigningAlg::PS512 => &signature::RSA_PSS_SHA512,
+                    SigningAlg::RS384 => &signature::RSA_PKCS1_SHA384,
+                    SigningAlg::RS512 => &signature::RSA_PKCS1_SHA512,
                     _ => &signature::RSA_PKCS1_SHA256,
                 };
                 k.sign(padding, &rng, msg, &mut sig).expect("RSA signing");

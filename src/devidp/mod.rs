@@ -260,6 +260,18 @@ impl DevIdp {
         kid
     }
 
+    /// Publish an extra key (it is served in the JWKS from now on; the token endpoint keeps
+    /// signing with the current RS256 key).
+    pub fn publish(&self, key: SigningKey) -> Arc<SigningKey> {
+        let key = Arc::new(key);
+        self.state
+            .published
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(key.clone());
+        key
+    }
+
     /// The published key with this kid.
     pub fn key(&self, kid: &str) -> Option<Arc<SigningKey>> {
         self.state

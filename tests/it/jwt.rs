@@ -42,6 +42,55 @@ async fn every_algorithm_passes_and_carries_identity_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_nine_supported_algorithms_verify() {
+    let idp = keygate::devidp::DevIdp::start().await.unwrap();
+    let extra: Vec<_> = [
+        SigningAlg::RS384,
+        SigningAlg::RS512,
+        SigningAlg::PS384,
+        SigningAlg::PS512,
+        SigningAlg::ES384,
+    ]
+    .into_iter()
+    .map(|alg| {
+        idp.publish(SigningKey::generate(
+            alg,
+            &format!("{}-1", alg.name().to_lowercase()),
+        ))
+    })
+    .collect();
+    let env = Env::start_with_idp(idp, |_, _, _| {}).await;
+    env.wait_ready(Duration::from_secs(10)).await;
+    let kids = ["rs256-1", "ps256-1", "es256-1", "eddsa-1"];
+    let keys: Vec<_> = kids
+        .iter()
+        .map(|k| env.idp.key(k).unwrap())
+        .chain(extra)
+        .collect();
+    assert_eq!(keys.len(), 9);
+    for key in keys {
+        let t = key.mint(
+            json!({}),
+            &env.idp
+                .claims("app", &["orders:read"], Duration::from_secs(600)),
+        );
+        let r = env.get("/orders/v1/1", Some(&t)).await;
+        assert_eq!(r.status, 200, "{}: {}", key.alg.name(), r.text());
+        // The same key material under another algorithm of its family is refused.
+        if key.alg == SigningAlg::RS384 {
+            let t = key.mint_as(
+                SigningAlg::RS512,
+                json!({}),
+                &env.idp
+                    .claims("app", &["orders:read"], Duration::from_secs(600)),
+            );
+            assert_invalid(&env, &t, "RS512 on an RS384 key").await;
+        }
+    }
+    assert_eq!(env.idp.jwks_calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verdicts_are_cached_but_scopes_are_checked_every_time() {
     let env = Env::ready().await;
     let t = env.token(&["orders:read"]);
@@ -312,7 +361,7 @@ async fn audiences_are_any_of_when_configured() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn key_managers_must_be_allowed_by_the_api_and_pem_keys_work_without_kid() {
+async fn key_managers_must_be_allowed_by_the_api_and_pem_keys_work() {
     let other_key = SigningKey::generate(SigningAlg::RS256, "unused");
     let pem = other_key.public_pem().unwrap();
     let env = Env::start_with(|c, _, _| {
@@ -324,28 +373,57 @@ async fn key_managers_must_be_allowed_by_the_api_and_pem_keys_work_without_kid()
         km.consumer_key_claim = Some("cid".into());
         km.scopes_claim = "scp".into();
         c.key_managers.push(km);
+        // Orders trusts only Partner; Open (a copy) trusts every key manager.
+        let mut open = c.apis[0].clone();
+        open.name = "Open".into();
+        open.context = "/open".into();
+        open.default_version = false;
+        c.apis.push(open);
         c.apis[0].key_managers = KeyManagerSelector::Named(vec!["Partner".into()]);
     })
     .await;
     env.wait_ready(Duration::from_secs(10)).await;
-    // The demo key manager's token is valid, but this API only trusts Partner.
-    assert_invalid(
-        &env,
-        &env.token(&["orders:read"]),
-        "key manager not allowed",
-    )
-    .await;
+    let demo = env.token(&["orders:read"]);
+    // Valid for Open: verified and cached.
+    assert_eq!(env.get("/open/v1/1", Some(&demo)).await.status, 200);
+    // The same token, now from the cache, on the API that only trusts Partner.
+    let cached =
+        r#"keygate_token_validation_seconds_count{key_manager="AsgardeoDemo",path="cached"}"#;
+    assert_eq!(env.metric(cached).await, 0.0);
+    assert_invalid(&env, &demo, "key manager not allowed (cached verdict)").await;
+    assert_eq!(env.metric(r#"keygate_token_rejections_total{key_manager="AsgardeoDemo",reason="key_manager_not_allowed"}"#).await, 1.0);
+    assert_eq!(env.get("/open/v1/1", Some(&demo)).await.status, 200);
+    assert_eq!(
+        env.metric(cached).await,
+        1.0,
+        "the second Open request was a cache hit"
+    );
+
     let claims = json!({"iss": "https://partner.example", "sub": "alice", "cid": "partner-app",
-        "scp": ["orders:read", "x"], "exp": now() + 600});
-    let t = other_key.mint(json!({"kid": null}), &claims);
-    let r = env.get("/orders/v1/7", Some(&t)).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let h = &r.json()["headers"];
-    assert_eq!(h["x-auth-client-id"], "partner-app");
-    assert_eq!(h["x-auth-scopes"], "orders:read x");
-    assert_eq!(h["x-auth-key-manager"], "Partner");
-    // Cached verdicts keep the key manager check: the same demo token again.
-    assert_invalid(&env, &env.token(&["orders:read"]), "still not allowed").await;
+        "scp": ["orders:read", "x y"], "exp": now() + 600});
+    // PEM keys have no kid: tokens without one, and tokens with one (as WSO2 and Envoy), verify.
+    for header in [json!({"kid": null}), json!({"kid": "partner-2024"})] {
+        let t = other_key.mint(header.clone(), &claims);
+        let r = env.get("/orders/v1/7", Some(&t)).await;
+        assert_eq!(r.status, 200, "{header}: {}", r.text());
+        let h = &r.json()["headers"];
+        assert_eq!(h["x-auth-client-id"], "partner-app");
+        assert_eq!(h["x-auth-scopes"], "orders:read x y");
+        assert_eq!(h["x-auth-key-manager"], "Partner");
+    }
+    // Array scopes are whole: "x y" is one scope, not x and y.
+    let mut c = claims.clone();
+    c["scp"] = json!(["orders:write orders:read"]);
+    let r = env
+        .get(
+            "/orders/v1/7",
+            Some(&other_key.mint(json!({"kid": null}), &c)),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    // A Partner token is refused by a key it was not signed with.
+    let impostor = SigningKey::generate(SigningAlg::RS256, "partner-2024");
+    assert_invalid(&env, &impostor.mint(json!({}), &claims), "wrong PEM key").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
