@@ -86,9 +86,13 @@ impl ServeHttp for AdminApp {
                 self.metrics
                     .verdict_cache_entries
                     .set(self.runtime.auth.cached_verdicts() as i64);
-                self.metrics
-                    .introspection_cache_entries
-                    .set(self.runtime.auth.cached_introspections().await as i64);
+                let per_km = self.runtime.auth.cached_introspections().await;
+                for (km, n) in self.runtime.auth.key_managers().iter().zip(per_km) {
+                    self.metrics
+                        .introspection_cache_entries
+                        .with_label_values(&[km.name()])
+                        .set(n as i64);
+                }
                 response(200, "text/plain; version=0.0.4", self.metrics.render())
             }
             _ => response(404, "text/plain", b"not found\n".to_vec()),

@@ -36,8 +36,8 @@ pub struct Metrics {
     pub introspection_cache: IntCounterVec,
     /// `keygate_introspection_refreshes_total{key_manager, result}`: background refresh-ahead.
     pub introspection_refreshes: IntCounterVec,
-    /// `keygate_introspection_cache_entries`.
-    pub introspection_cache_entries: prometheus::IntGauge,
+    /// `keygate_introspection_cache_entries{key_manager}`.
+    pub introspection_cache_entries: IntGaugeVec,
     /// `keygate_verdict_cache_entries`.
     pub verdict_cache_entries: prometheus::IntGauge,
 }
@@ -84,13 +84,6 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(introspection_duration.clone()))
-            .expect("registered once");
-        let introspection_cache_entries = prometheus::IntGauge::new(
-            "keygate_introspection_cache_entries",
-            "Entries in the introspection cache",
-        )
-        .expect("valid metric");
-        r.register(Box::new(introspection_cache_entries.clone()))
             .expect("registered once");
         let build = gauge(&r, "keygate_build_info", "Build information", &["version"]);
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -151,7 +144,12 @@ impl Metrics {
                 "Background refresh-ahead introspections by key manager and result",
                 &["key_manager", "result"],
             ),
-            introspection_cache_entries,
+            introspection_cache_entries: gauge(
+                &r,
+                "keygate_introspection_cache_entries",
+                "Entries in the introspection cache, by key manager",
+                &["key_manager"],
+            ),
             key_manager_ready: gauge(
                 &r,
                 "keygate_key_manager_ready",

@@ -57,6 +57,11 @@ pub fn build_server(parts: &Parts) -> Server {
         threads: config.threads,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(config.shutdown_grace.as_secs().max(1)),
+        // https upstreams: these CAs instead of the platform store, when set.
+        ca_file: config
+            .upstream_ca_file
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
         ..Default::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

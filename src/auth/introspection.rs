@@ -346,6 +346,10 @@ impl IntrospectionCache {
         Self {
             inner: moka::future::Cache::builder()
                 .max_capacity(max_entries)
+                .weigher(|_k, e: &Arc<Entry>| match &e.verdict {
+                    Verdict::Active(p) => p.cache_weight(),
+                    Verdict::Inactive => 1,
+                })
                 .expire_after(PerEntryTtl)
                 .build(),
             metrics,
@@ -361,6 +365,18 @@ impl IntrospectionCache {
     /// Is it empty?
     pub async fn is_empty(&self) -> bool {
         self.len().await == 0
+    }
+
+    /// Entries per key manager index (for the metrics scrape).
+    pub async fn entries_per_key_manager(&self, n: usize) -> Vec<u64> {
+        self.inner.run_pending_tasks().await;
+        let mut counts = vec![0u64; n];
+        for (k, _) in self.inner.iter() {
+            if let Some(c) = counts.get_mut(k.0) {
+                *c += 1;
+            }
+        }
+        counts
     }
 
     /// The verdict for `token` from `client`'s key manager: cached, coalesced or called.

@@ -50,6 +50,17 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Cache weight: one unit per started KiB of what it holds, so a bound in entries is also a
+    /// bound in memory (about `max_entries` KiB at most).
+    pub fn cache_weight(&self) -> u32 {
+        let bytes = 96
+            + self.subject.as_ref().map_or(0, |v| v.len())
+            + self.client_id.as_ref().map_or(0, |v| v.len())
+            + self.scopes.iter().map(|s| s.len() + 24).sum::<usize>()
+            + self.scopes_header.len();
+        (bytes / 1024 + 1) as u32
+    }
+
     /// Does the principal hold at least one of `required`?
     pub fn has_any_scope(&self, required: &[String]) -> bool {
         required.iter().any(|r| self.scopes.iter().any(|s| s == r))
@@ -184,9 +195,11 @@ impl Authenticator {
         self.verdicts.len()
     }
 
-    /// Entries in the introspection cache (approximate).
-    pub async fn cached_introspections(&self) -> u64 {
-        self.introspections.len().await
+    /// Entries in the introspection cache per key manager (index order).
+    pub async fn cached_introspections(&self) -> Vec<u64> {
+        self.introspections
+            .entries_per_key_manager(self.kms.len())
+            .await
     }
 
     /// Validate `token` for an API whose key manager policy is `policy`.

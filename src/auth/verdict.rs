@@ -41,11 +41,12 @@ pub struct VerdictCache {
 }
 
 impl VerdictCache {
-    /// A cache of at most `max_entries` verdicts.
+    /// A cache of at most `max_entries` verdicts (weighted: one unit per KiB of principal).
     pub fn new(max_entries: u64) -> Self {
         Self {
             inner: moka::sync::Cache::builder()
                 .max_capacity(max_entries)
+                .weigher(|_k, e: &Entry| e.principal.cache_weight())
                 .expire_after(PerEntryTtl)
                 .build(),
         }
@@ -72,5 +73,47 @@ impl VerdictCache {
     /// Is it empty?
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(scope_bytes: usize) -> Arc<Principal> {
+        let scopes = vec!["s".repeat(scope_bytes)];
+        Arc::new(Principal {
+            key_manager: 0,
+            subject: None,
+            client_id: None,
+            scopes_header: http::HeaderValue::from_str(&scopes[0]).unwrap(),
+            scopes,
+            expires_at: None,
+        })
+    }
+
+    #[test]
+    fn bounded_by_weight_and_keyed_by_full_digest() {
+        let cache = VerdictCache::new(8);
+        let small = principal(10);
+        assert_eq!(small.cache_weight(), 1);
+        for i in 0..50 {
+            cache.insert(
+                digest(&format!("token-{i}")),
+                small.clone(),
+                Duration::from_secs(60),
+            );
+        }
+        assert!(cache.len() <= 8, "{}", cache.len());
+        // A principal heavier than the whole cache is not kept.
+        let heavy = principal(20 * 1024);
+        assert!(heavy.cache_weight() > 8);
+        cache.insert(digest("heavy"), heavy, Duration::from_secs(60));
+        cache.inner.run_pending_tasks();
+        assert!(cache.get(&digest("heavy")).is_none());
+        // Zero TTL: nothing stored.
+        cache.insert(digest("zero"), small, Duration::ZERO);
+        assert!(cache.get(&digest("zero")).is_none());
+        assert_ne!(digest("a"), digest("b"));
     }
 }

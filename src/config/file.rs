@@ -37,6 +37,7 @@ pub struct MainFile {
     pub verdict_cache: Option<VerdictCacheFile>,
     pub introspection_cache: Option<IntrospectionCacheFile>,
     pub shutdown_grace: Option<HumanDuration>,
+    pub upstream_ca_file: Option<String>,
 }
 
 /// Names of the identity headers sent upstream.

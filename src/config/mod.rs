@@ -114,6 +114,8 @@ pub struct Config {
     pub introspection_cache_max_entries: u64,
     /// How long in-flight requests may take to finish at shutdown. Defaults to 5 s.
     pub shutdown_grace: Duration,
+    /// PEM bundle of the CAs trusted for https upstreams, instead of the system store.
+    pub upstream_ca_file: Option<PathBuf>,
 }
 
 /// Identity header names. Defaults: `X-Auth-Subject`, `X-Auth-Client-Id`, `X-Auth-Scopes`,
@@ -331,6 +333,7 @@ impl Config {
             verdict_cache_max_entries: 100_000,
             introspection_cache_max_entries: 100_000,
             shutdown_grace: Duration::from_secs(5),
+            upstream_ca_file: None,
         }
     }
 
@@ -415,6 +418,22 @@ fn load_inner(
     }
     if let Some(g) = main.shutdown_grace {
         config.shutdown_grace = g.0;
+    }
+    if let Some(ca) = &main.upstream_ca_file {
+        let p = base_dir.join(ca);
+        match std::fs::read_to_string(&p) {
+            Ok(t) if t.contains("-----BEGIN CERTIFICATE-----") => config.upstream_ca_file = Some(p),
+            Ok(_) => issues.push(
+                path,
+                "upstream_ca_file",
+                format!("{} holds no PEM certificate", p.display()),
+            ),
+            Err(e) => issues.push(
+                path,
+                "upstream_ca_file",
+                format!("cannot read {}: {e}", p.display()),
+            ),
+        }
     }
     if let Some(c) = &main.verdict_cache {
         if let Some(n) = c.max_entries {

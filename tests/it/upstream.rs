@@ -147,3 +147,91 @@ async fn paths_and_hosts_are_rewritten_for_the_upstream() {
     assert_eq!(r["path"], "/backend");
     assert_eq!(r["method"], "POST");
 }
+
+/// An https echo upstream with a certificate from a private CA; returns (url, CA PEM file).
+async fn tls_upstream(
+    dir: &std::path::Path,
+) -> (String, std::path::PathBuf, tokio::task::JoinHandle<()>) {
+    use std::sync::Arc;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let server = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = serde_json::json!({"tls": true, "path": req.uri().path(),
+                        "subject": req.headers().get("x-auth-subject").map(|v| v.to_str().unwrap().to_string())});
+                        Ok::<_, std::convert::Infallible>(keygate::loopback::json(200, &body))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (format!("https://localhost:{port}/secure"), ca_file, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstreams_verify_against_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, ca_file, _server) = tls_upstream(dir.path()).await;
+    // Trusted: the private CA is configured.
+    let env = Env::start_with(|c, _, _| {
+        c.apis[0].upstream = parse_upstream(&url).unwrap();
+        c.upstream_ca_file = Some(ca_file.clone());
+    })
+    .await;
+    env.wait_ready(Duration::from_secs(10)).await;
+    let t = env.token(&["orders:read"]);
+    let r = env.get("/orders/v1/9", Some(&t)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(
+        (body["tls"].clone(), body["path"].clone()),
+        (serde_json::json!(true), serde_json::json!("/secure/9"))
+    );
+    assert_eq!(body["subject"], "demo-client");
+    drop(env);
+    // Not trusted: the system store does not know the private CA, so the upstream leg fails.
+    let env = Env::start_with(|c, _, _| c.apis[0].upstream = parse_upstream(&url).unwrap()).await;
+    env.wait_ready(Duration::from_secs(10)).await;
+    let r = env
+        .get("/orders/v1/9", Some(&env.token(&["orders:read"])))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (502, "101503".to_string()),
+        "{}",
+        r.text()
+    );
+}
