@@ -5,7 +5,7 @@
 //! `HttpRoutePermit`). Scopes are never cached with the token verdict: the same token may be
 //! valid for one resource and not for another.
 
-use crate::auth::Principal;
+use crate::auth::{Principal, TokenKind};
 use crate::catalog::route::RouteMatch;
 use crate::catalog::{AuthType, ResourceDef};
 use crate::error::ScopeError;
@@ -45,6 +45,18 @@ pub fn check(
     resource: &ResourceDef,
     principal: Arc<Principal>,
 ) -> Result<Permit, ScopeError> {
+    // A resource restricted to one token kind refuses the other, and a token whose kind the key
+    // manager did not say (fail closed).
+    let kind_ok = match resource.auth {
+        AuthType::Application => principal.token_kind == Some(TokenKind::Application),
+        AuthType::ApplicationUser => principal.token_kind == Some(TokenKind::ApplicationUser),
+        AuthType::Any | AuthType::None => true,
+    };
+    if !kind_ok {
+        return Err(ScopeError::IncorrectTokenType {
+            template: resource.target.clone(),
+        });
+    }
     if resource.scopes.is_empty() || principal.has_any_scope(&resource.scopes) {
         Ok(Permit {
             route,
@@ -70,6 +82,7 @@ mod tests {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             scopes_header: http::HeaderValue::from_static(""),
             expires_at: None,
+            token_kind: None,
         })
     }
 

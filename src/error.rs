@@ -131,6 +131,13 @@ impl std::fmt::Display for InvalidReason {
 /// Why authorization refused an authenticated caller.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ScopeError {
+    /// The resource takes only application tokens, or only user tokens, and this is the other
+    /// kind (WSO2 900905, 401, as WSO2's JWT authenticator answers a wrong grant type).
+    #[error("token type not allowed for {template}")]
+    IncorrectTokenType {
+        /// The resource's URL template.
+        template: String,
+    },
     /// The token carries none of the scopes the resource requires (WSO2 900910).
     #[error("token lacks every scope of {template}")]
     InsufficientScope {
@@ -188,7 +195,8 @@ impl Rejection {
             Self::Route(RouteError::BadPath(_)) => 400,
             Self::Auth(AuthError::MissingCredentials { .. } | AuthError::InvalidToken(_)) => 401,
             Self::Auth(AuthError::KeyManagerUnavailable { .. }) => 503,
-            Self::Scope(_) => 403,
+            Self::Scope(ScopeError::IncorrectTokenType { .. }) => 401,
+            Self::Scope(ScopeError::InsufficientScope { .. }) => 403,
             Self::Upstream(UpstreamError::Unreachable) => 502,
             Self::Upstream(UpstreamError::TimedOut) => 504,
         }
@@ -203,7 +211,8 @@ impl Rejection {
             Self::Auth(AuthError::MissingCredentials { .. }) => "900902",
             Self::Auth(AuthError::InvalidToken(_)) => "900901",
             Self::Auth(AuthError::KeyManagerUnavailable { .. }) => "900900",
-            Self::Scope(_) => "900910",
+            Self::Scope(ScopeError::IncorrectTokenType { .. }) => "900905",
+            Self::Scope(ScopeError::InsufficientScope { .. }) => "900910",
             Self::Upstream(UpstreamError::Unreachable) => "101503",
             Self::Upstream(UpstreamError::TimedOut) => "101504",
         }
@@ -259,6 +268,9 @@ impl Rejection {
             Self::Scope(ScopeError::InsufficientScope { template, .. }) => format!(
                 "User is NOT authorized to access the Resource: {template}. Scope validation failed."
             ),
+            Self::Scope(ScopeError::IncorrectTokenType { template }) => format!(
+                "The resource {template} does not accept this type of access token (application or user)"
+            ),
             Self::Upstream(UpstreamError::Unreachable) => {
                 "The upstream endpoint could not be reached".to_string()
             }
@@ -290,6 +302,10 @@ impl Rejection {
                 r#"Bearer realm="keygate", error="invalid_token", error_description="{}""#,
                 reason.client_description()
             )),
+            Self::Scope(ScopeError::IncorrectTokenType { .. }) => Some(
+                r#"Bearer realm="keygate", error="invalid_token", error_description="The access token type is not allowed for this resource""#
+                    .to_string(),
+            ),
             Self::Scope(ScopeError::InsufficientScope { required, .. }) => Some(format!(
                 r#"Bearer realm="keygate", error="insufficient_scope", scope="{}""#,
                 required.join(" ")

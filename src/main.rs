@@ -36,6 +36,39 @@ enum Command {
     /// Start an embedded identity provider, an echo upstream and the proxy on loopback, and print
     /// curl commands to try.
     Demo,
+    /// Read an OpenID Connect discovery document and print a key manager block for
+    /// config/keygate.yaml (like the WSO2 Admin Portal's Import button).
+    ImportKm {
+        /// The well-known URL, e.g. https://api.asgardeo.io/t/acme/oauth2/token/.well-known/openid-configuration
+        url: String,
+        /// Name of the key manager. Defaults to Asgardeo-<org> or the host name.
+        #[arg(long)]
+        name: Option<String>,
+        /// asgardeo or oidc. Defaults to asgardeo for Asgardeo-shaped URLs (/t/<org>/).
+        #[arg(long = "type", value_parser = ["asgardeo", "oidc"])]
+        kind: Option<String>,
+    },
+}
+
+fn import_km(url: &str, name: Option<&str>, kind: Option<&str>) -> Result<()> {
+    let url = url::Url::parse(url).map_err(|e| anyhow!("{url:?} is not a URL: {e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let http = reqwest::Client::builder().build()?;
+    let doc = rt
+        .block_on(keygate::auth::discovery::fetch(
+            &http,
+            &url,
+            std::time::Duration::from_secs(10),
+        ))
+        .map_err(|e| anyhow!("{url}: {e}"))?;
+    println!("key_managers:");
+    print!(
+        "{}",
+        keygate::auth::discovery::key_manager_yaml(&doc, &url, name, kind)
+    );
+    Ok(())
 }
 
 fn load(path: &std::path::Path) -> Result<Config> {
@@ -70,21 +103,26 @@ fn summary(c: &Config) {
         c.resource_count()
     );
     for a in &c.apis {
-        let default = if a.default_version {
-            format!(" (+ {})", a.context)
-        } else {
-            String::new()
+        let default = match a.base_paths().get(1) {
+            Some(b) => format!(" (+ {b})"),
+            None => String::new(),
         };
+        let bases = a.base_paths();
+        let from = a
+            .source
+            .strip_prefix(c.source.parent().unwrap_or(std::path::Path::new("")))
+            .unwrap_or(&a.source);
         println!(
-            "    {} {}  {}/{}{default} -> {}  [{} resources, {} scopes]",
+            "    {} {}  {}{default} -> {}  [{} resources, {} scopes] from {}",
             a.name,
             a.version,
-            a.context,
-            a.version,
+            bases[0],
             a.upstream.url,
             a.resources.len(),
-            a.scopes.len()
+            a.scopes.len(),
+            from.display()
         );
+        let _ = default;
     }
 }
 
@@ -99,6 +137,7 @@ fn main() -> ExitCode {
         }),
         Command::Check { config } => load(&config).map(|c| summary(&c)),
         Command::Demo => keygate::demo::run().map_err(|e| anyhow!(e)),
+        Command::ImportKm { url, name, kind } => import_km(&url, name.as_deref(), kind.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

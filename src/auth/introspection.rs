@@ -133,7 +133,7 @@ pub enum Source {
 pub struct Introspector {
     km_index: usize,
     km_name: String,
-    endpoint: url::Url,
+    endpoint: arc_swap::ArcSwapOption<url::Url>,
     client_id: String,
     client_secret: String,
     auth: ClientAuth,
@@ -155,7 +155,8 @@ fn now_secs() -> u64 {
 }
 
 impl Introspector {
-    /// A client for `config`, or `None` when it has no endpoint or credentials.
+    /// A client for `config`, or `None` when it has no credentials, or no endpoint and no
+    /// discovery that could supply one.
     pub fn new(
         km_index: usize,
         config: &KeyManagerConfig,
@@ -166,7 +167,12 @@ impl Introspector {
         Some(Self {
             km_index,
             km_name: config.name.clone(),
-            endpoint: config.introspection_endpoint.clone()?,
+            endpoint: {
+                if config.introspection_endpoint.is_none() && config.well_known_endpoint.is_none() {
+                    return None;
+                }
+                arc_swap::ArcSwapOption::from(config.introspection_endpoint.clone().map(Arc::new))
+            },
             client_id: config.client_id.clone()?,
             client_secret: config.client_secret.as_ref()?.expose().to_string(),
             auth: config.introspection_auth,
@@ -184,9 +190,12 @@ impl Introspector {
     /// One call to the provider: a verdict, or an outage description.
     pub async fn call(&self, token: &str) -> Result<(Verdict, Duration), String> {
         let started = Instant::now();
+        let Some(endpoint) = self.endpoint.load_full() else {
+            return Err("introspection endpoint not discovered yet".to_string());
+        };
         let http = self.http.clone();
         let mut req = http
-            .post(self.endpoint.clone())
+            .post((*endpoint).clone())
             .timeout(self.timeout)
             .header(http::header::ACCEPT, "application/json");
         let mut form = vec![("token", token.to_string())];
@@ -231,6 +240,13 @@ impl Introspector {
             Ok((principal, ttl)) => (Verdict::Active(Arc::new(principal)), ttl),
             Err(_) => (Verdict::Inactive, self.negative_ttl),
         })
+    }
+
+    /// Set the endpoint (from discovery) unless one was configured.
+    pub fn set_endpoint_if_unset(&self, url: url::Url) {
+        if self.endpoint.load().is_none() {
+            self.endpoint.store(Some(Arc::new(url)));
+        }
     }
 
     /// Turn a response into a principal and its cache TTL, or say why it is inactive.
@@ -298,6 +314,12 @@ impl Introspector {
                 scopes,
                 scopes_header,
                 expires_at: exp,
+                // Asgardeo omits `aut` for application (client credentials) tokens and sends
+                // `APPLICATION_USER` for user tokens (reference §6.2).
+                token_kind: match r.aut.as_deref() {
+                    Some(aut) => super::TokenKind::from_aut(aut),
+                    None => Some(super::TokenKind::Application),
+                },
             },
             ttl,
         ))

@@ -50,7 +50,7 @@ pub struct JwksStatus {
 /// The store.
 pub struct JwksStore {
     key_manager: String,
-    url: url::Url,
+    url: ArcSwapOption<url::Url>,
     http: reqwest::Client,
     timeout: Duration,
     bg: tokio::runtime::Handle,
@@ -67,7 +67,7 @@ impl JwksStore {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         key_manager: &str,
-        url: url::Url,
+        url: Option<url::Url>,
         http: reqwest::Client,
         timeout: Duration,
         bg: tokio::runtime::Handle,
@@ -77,7 +77,7 @@ impl JwksStore {
     ) -> Self {
         Self {
             key_manager: key_manager.to_string(),
-            url,
+            url: ArcSwapOption::from(url.map(Arc::new)),
             http,
             timeout,
             bg,
@@ -91,6 +91,11 @@ impl JwksStore {
             min_refresh,
             metrics,
         }
+    }
+
+    /// Set the JWKS URL (from discovery).
+    pub fn set_url(&self, url: url::Url) {
+        self.url.store(Some(Arc::new(url)));
     }
 
     /// The current keys; `None` until the first successful fetch.
@@ -114,13 +119,16 @@ impl JwksStore {
     /// Fetch now and swap in the result. `reason` labels the metric.
     pub async fn fetch(&self, reason: &'static str) -> Result<usize, String> {
         let http = self.http.clone();
-        let url = self.url.clone();
+        let url = self.url.load_full();
         let timeout = self.timeout;
-        let result = self
-            .bg
-            .spawn(async move { download(http, url, timeout).await })
-            .await
-            .unwrap_or_else(|e| Err(format!("fetch task failed: {e}")));
+        let result = match url {
+            Some(url) => self
+                .bg
+                .spawn(async move { download(http, (*url).clone(), timeout).await })
+                .await
+                .unwrap_or_else(|e| Err(format!("fetch task failed: {e}"))),
+            None => Err("JWKS URL not discovered yet".to_string()),
+        };
         let parsed = result.and_then(|bytes| KeySet::from_jwks_json(&bytes));
         let km = self.key_manager.as_str();
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());

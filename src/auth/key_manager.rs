@@ -1,11 +1,13 @@
 //! A key manager at run time: its configuration, its keys and its pre-built validations.
 
+use super::discovery::Discovered;
 use super::introspection::Introspector;
 use super::jwks::JwksStore;
 use super::jwt;
 use super::keys::KeySet;
-use crate::config::{Certificates, KeyManagerConfig};
+use crate::config::{Certificates, KeyManagerConfig, ValidationMethod};
 use crate::metrics::Metrics;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use jsonwebtoken::{Algorithm, Validation};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,7 +34,28 @@ pub struct KeyManager {
     pub keys: KeySource,
     /// Its introspection client, when it has an endpoint and credentials.
     pub introspector: Option<Arc<Introspector>>,
-    validations: HashMap<Algorithm, Validation>,
+    validations: ArcSwap<HashMap<Algorithm, Validation>>,
+    issuer: ArcSwap<String>,
+    discovered: ArcSwapOption<Discovered>,
+    discovery_error: ArcSwapOption<String>,
+    http: reqwest::Client,
+}
+
+fn validations_for(config: &KeyManagerConfig, issuer: &str) -> HashMap<Algorithm, Validation> {
+    ALGS.iter()
+        .map(|&alg| {
+            (
+                alg,
+                jwt::validation(
+                    alg,
+                    issuer,
+                    &config.audiences,
+                    config.clock_skew.as_secs(),
+                    config.require_exp,
+                ),
+            )
+        })
+        .collect()
 }
 
 const ALGS: [Algorithm; 9] = [
@@ -61,7 +84,7 @@ impl KeyManager {
             Some(Certificates::Pem(text)) => KeySource::Static(Arc::new(KeySet::from_pem(text)?)),
             Some(Certificates::Jwks(url)) => KeySource::Jwks(Arc::new(JwksStore::new(
                 &config.name,
-                url.clone(),
+                Some(url.clone()),
                 http.clone(),
                 config.http_timeout,
                 bg.clone(),
@@ -69,6 +92,21 @@ impl KeyManager {
                 config.unknown_kid_ttl,
                 metrics.clone(),
             ))),
+            // Discovery will say where the JWKS is.
+            None if config.well_known_endpoint.is_some()
+                && config.validation == ValidationMethod::SelfValidateJwt =>
+            {
+                KeySource::Jwks(Arc::new(JwksStore::new(
+                    &config.name,
+                    None,
+                    http.clone(),
+                    config.http_timeout,
+                    bg.clone(),
+                    config.jwks_min_refresh_interval,
+                    config.unknown_kid_ttl,
+                    metrics.clone(),
+                )))
+            }
             None => KeySource::None,
         };
         if let KeySource::Static(k) = &keys {
@@ -86,21 +124,8 @@ impl KeyManager {
                 .with_label_values(&[&config.name])
                 .set(0);
         }
-        let validations = ALGS
-            .iter()
-            .map(|&alg| {
-                (
-                    alg,
-                    jwt::validation(
-                        alg,
-                        &config.issuer,
-                        &config.audiences,
-                        config.clock_skew.as_secs(),
-                        config.require_exp,
-                    ),
-                )
-            })
-            .collect();
+        let validations = ArcSwap::from_pointee(validations_for(&config, &config.issuer));
+        let issuer = ArcSwap::from_pointee(config.issuer.clone());
         let introspector =
             Introspector::new(index, &config, http.clone(), bg.clone(), metrics.clone())
                 .map(Arc::new);
@@ -117,7 +142,64 @@ impl KeyManager {
             keys,
             introspector,
             validations,
+            issuer,
+            discovered: ArcSwapOption::empty(),
+            discovery_error: ArcSwapOption::empty(),
+            http: http.clone(),
         })
+    }
+
+    /// The issuer it accepts: configured, or discovered (empty until then).
+    pub fn issuer(&self) -> Arc<String> {
+        self.issuer.load_full()
+    }
+
+    /// Fetch the discovery document once and apply it: fill what the configuration left unset.
+    pub async fn discover(&self) -> Result<(), String> {
+        let Some(url) = &self.config.well_known_endpoint else {
+            return Ok(());
+        };
+        match super::discovery::fetch(&self.http, url, self.config.http_timeout).await {
+            Ok(d) => {
+                if self.config.issuer.is_empty() {
+                    self.validations
+                        .store(Arc::new(validations_for(&self.config, &d.issuer)));
+                    self.issuer.store(Arc::new(d.issuer.clone()));
+                } else if self.config.issuer != d.issuer {
+                    log::warn!(
+                        "key manager {}: discovery says issuer {:?}, the configured {:?} is kept",
+                        self.name(),
+                        d.issuer,
+                        self.config.issuer
+                    );
+                }
+                if let (KeySource::Jwks(store), None) = (&self.keys, &self.config.certificates) {
+                    if let Some(u) = Discovered::url(&d.jwks_uri) {
+                        store.set_url(u);
+                    }
+                }
+                if let (Some(i), Some(u)) = (
+                    &self.introspector,
+                    Discovered::url(&d.introspection_endpoint),
+                ) {
+                    i.set_endpoint_if_unset(u);
+                }
+                log::info!("key manager {}: discovery document loaded", self.name());
+                self.discovered.store(Some(Arc::new(d)));
+                self.discovery_error.store(None);
+                Ok(())
+            }
+            Err(e) => {
+                log::warn!("key manager {}: discovery failed: {e}", self.name());
+                self.discovery_error.store(Some(Arc::new(e.clone())));
+                Err(e)
+            }
+        }
+    }
+
+    /// The last discovery document, if any.
+    pub fn discovered(&self) -> Option<Arc<Discovered>> {
+        self.discovered.load_full()
     }
 
     /// The name.
@@ -125,9 +207,9 @@ impl KeyManager {
         &self.config.name
     }
 
-    /// The validation for a supported algorithm.
-    pub fn validation(&self, alg: Algorithm) -> Option<&Validation> {
-        self.validations.get(&alg)
+    /// The validations per supported algorithm (swapped when discovery sets the issuer).
+    pub fn validations(&self) -> arc_swap::Guard<Arc<HashMap<Algorithm, Validation>>> {
+        self.validations.load()
     }
 
     /// The current keys, `None` when none have arrived yet.
@@ -142,6 +224,14 @@ impl KeyManager {
     /// Ready to validate? And if not, why. An introspecting key manager is ready once
     /// configured: its endpoint is asked per token, and an outage shows as 503s and metrics.
     pub fn readiness(&self) -> Result<usize, String> {
+        if self.config.well_known_endpoint.is_some() && self.discovered.load().is_none() {
+            let why = self
+                .discovery_error
+                .load_full()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "not fetched yet".into());
+            return Err(format!("discovery document: {why}"));
+        }
         if self.config.validation == crate::config::ValidationMethod::Introspect {
             return Ok(0);
         }

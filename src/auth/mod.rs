@@ -13,6 +13,7 @@
 //! a provider that did not issue it would leak it.
 
 pub mod bearer;
+pub mod discovery;
 pub mod introspection;
 pub mod jwks;
 pub mod jwt;
@@ -32,6 +33,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use verdict::VerdictCache;
 
+/// What a token was issued for (Asgardeo's `aut`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Issued to an application (client credentials): `aut: APPLICATION`.
+    Application,
+    /// Issued to a user through an application: `aut: APPLICATION_USER`.
+    ApplicationUser,
+}
+
+impl TokenKind {
+    /// From an `aut` value.
+    pub fn from_aut(aut: &str) -> Option<Self> {
+        match aut {
+            "APPLICATION" => Some(Self::Application),
+            "APPLICATION_USER" => Some(Self::ApplicationUser),
+            _ => None,
+        }
+    }
+}
+
 /// Who the caller is, as established by a key manager.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -47,6 +68,8 @@ pub struct Principal {
     pub scopes_header: http::HeaderValue,
     /// `exp` (Unix seconds), if the token has one.
     pub expires_at: Option<u64>,
+    /// Application or user token, when the key manager says.
+    pub token_kind: Option<TokenKind>,
 }
 
 impl Principal {
@@ -151,7 +174,9 @@ impl Authenticator {
         let mut kms = Vec::new();
         let mut by_issuer = HashMap::new();
         for (i, kc) in config.key_managers.iter().enumerate() {
-            by_issuer.insert(kc.issuer.clone(), i);
+            if !kc.issuer.is_empty() {
+                by_issuer.insert(kc.issuer.clone(), i);
+            }
             kms.push(Arc::new(KeyManager::new(
                 i,
                 kc.clone(),
@@ -173,16 +198,44 @@ impl Authenticator {
         })
     }
 
-    /// Spawn the JWKS refreshers on the background runtime.
+    /// Spawn the discovery and JWKS refreshers on the background runtime. A key manager with a
+    /// discovery document fetches it first (backoff 1 s doubling to 30 s), then its keys.
     pub fn start_refreshers(&self) {
         for km in &self.kms {
-            if let KeySource::Jwks(store) = &km.keys {
-                let store = store.clone();
-                let interval = km.config.jwks_refresh_interval;
-                self.bg
-                    .spawn(store.run_refresher(interval, STARTUP_BACKOFF));
-            }
+            let km = km.clone();
+            self.bg.spawn(async move {
+                if km.config.well_known_endpoint.is_some() {
+                    let mut backoff = STARTUP_BACKOFF;
+                    while km.discover().await.is_err() {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                    // Refresh the document with the keys' interval, keeping the last good one.
+                    let again = km.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(again.config.jwks_refresh_interval).await;
+                            let _ = again.discover().await;
+                        }
+                    });
+                }
+                if let KeySource::Jwks(store) = &km.keys {
+                    store
+                        .clone()
+                        .run_refresher(km.config.jwks_refresh_interval, STARTUP_BACKOFF)
+                        .await;
+                }
+            });
         }
+    }
+
+    /// The key manager whose (configured or discovered) issuer is `iss`.
+    fn by_issuer(&self, iss: &str) -> Option<usize> {
+        self.by_issuer.get(iss).copied().or_else(|| {
+            self.kms
+                .iter()
+                .position(|k| k.config.issuer.is_empty() && k.issuer().as_str() == iss)
+        })
     }
 
     /// Key managers in config order.
@@ -245,7 +298,7 @@ impl Authenticator {
             }
             Err(reason) => return Err(self.reject("none", reason)),
         };
-        let Some(&idx) = peek.iss.as_ref().and_then(|iss| self.by_issuer.get(iss)) else {
+        let Some(idx) = peek.iss.as_deref().and_then(|iss| self.by_issuer(iss)) else {
             return Err(self.reject("none", InvalidReason::UnknownIssuer));
         };
         let km = &self.kms[idx];
@@ -270,8 +323,9 @@ impl Authenticator {
             }
             KeyChoice::UnknownKid => keys = self.refresh_keys(km, &peek).await?,
         }
-        let validation = km
-            .validation(peek.alg)
+        let validations = km.validations();
+        let validation = validations
+            .get(&peek.alg)
             .ok_or_else(|| self.reject(km.name(), InvalidReason::AlgorithmNotAllowed))?;
         let mut verified = jwt::verify(token, &peek, &keys, validation);
         if choice == KeyChoice::KidlessFallback
@@ -405,6 +459,7 @@ pub fn principal_from_claims(
         .get("exp")
         .and_then(|v| v.as_f64())
         .map(|f| f.max(0.0) as u64);
+    let token_kind = claim_str(claims, "aut").and_then(TokenKind::from_aut);
     Ok(Principal {
         key_manager: km.index,
         subject,
@@ -412,5 +467,6 @@ pub fn principal_from_claims(
         scopes,
         scopes_header,
         expires_at,
+        token_kind,
     })
 }

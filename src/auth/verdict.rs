@@ -89,6 +89,7 @@ mod tests {
             scopes_header: http::HeaderValue::from_str(&scopes[0]).unwrap(),
             scopes,
             expires_at: None,
+            token_kind: None,
         })
     }
 

@@ -4,6 +4,7 @@
 //! plane (scope sync). Sources are parsed into [`ApiDef`]s ([`native`] reads keygate's own YAML);
 //! [`route`] compiles them into the table the proxy matches requests against.
 
+pub mod apictl;
 pub mod native;
 pub mod route;
 
@@ -28,6 +29,10 @@ pub enum AuthType {
     None,
     /// Any valid token (WSO2 `Application & Application User`, the default).
     Any,
+    /// `Application`: only application tokens (client credentials; Asgardeo `aut: APPLICATION`).
+    Application,
+    /// `Application User`: only tokens issued to a user (Asgardeo `aut: APPLICATION_USER`).
+    ApplicationUser,
 }
 
 /// A resource: verb + URL template, and the scopes of which any one suffices.
@@ -125,45 +130,79 @@ pub struct ApiDef {
 
 impl ApiDef {
     /// The path prefixes this API answers on: `/ctx/ver`, and `/ctx` for the default version.
+    /// A context template (`/{version}/orders`) places the version itself; its default version
+    /// drops that segment.
     pub fn base_paths(&self) -> Vec<String> {
-        let mut v = vec![format!("{}/{}", self.context, self.version)];
-        if self.default_version {
-            v.push(self.context.clone());
+        let mut v = Vec::new();
+        if self.context.contains("{version}") {
+            v.push(self.context.replace("{version}", &self.version));
+            let without = self.context.replace("/{version}", "");
+            if self.default_version && !without.is_empty() {
+                v.push(without);
+            }
+        } else {
+            v.push(format!("{}/{}", self.context, self.version));
+            if self.default_version {
+                v.push(self.context.clone());
+            }
         }
         v
     }
 }
 
-/// Load API definitions from a file or every `*.yaml`/`*.yml` file of a folder (sorted).
+/// Load API definitions from a file, an apictl project folder, or a folder of them: native
+/// YAML files, OpenAPI files with `x-wso2-basePath`, and apictl project subfolders (sorted).
 pub fn load_path(
     path: &Path,
     lookup: &dyn Fn(&str) -> Option<String>,
     issues: &mut Issues,
 ) -> Vec<ApiDef> {
-    if path.is_dir() {
-        let mut files: Vec<PathBuf> = match std::fs::read_dir(path) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.is_file()
-                        && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-                })
-                .collect(),
-            Err(e) => {
-                issues.push(path, "(folder)", format!("cannot read: {e}"));
-                return Vec::new();
-            }
-        };
-        files.sort();
-        files
-            .iter()
-            .filter_map(|f| native::load_file(f, lookup, issues))
-            .collect()
-    } else {
-        native::load_file(path, lookup, issues)
+    if path.is_dir() && apictl::is_project(path) {
+        return apictl::load_project(path, lookup, issues)
             .into_iter()
-            .collect()
+            .collect();
     }
+    if !path.is_dir() {
+        return load_file(path, lookup, issues).into_iter().collect();
+    }
+    let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) => {
+            issues.push(path, "(folder)", format!("cannot read: {e}"));
+            return Vec::new();
+        }
+    };
+    entries.sort();
+    let mut out = Vec::new();
+    for p in entries {
+        if p.is_dir() {
+            if apictl::is_project(&p) {
+                out.extend(apictl::load_project(&p, lookup, issues));
+            }
+        } else if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            out.extend(load_file(&p, lookup, issues));
+        }
+    }
+    out
+}
+
+/// One file: an OpenAPI definition with WSO2 extensions, or a native API definition.
+fn load_file(
+    path: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    issues: &mut Issues,
+) -> Option<ApiDef> {
+    let mut probe = Issues::default();
+    if let Some(doc) = apictl::read_document(path, lookup, &mut probe) {
+        if apictl::is_wso2_openapi(&doc) {
+            issues.0.extend(probe.0);
+            return apictl::load_openapi(path, &doc, issues);
+        }
+    }
+    native::load_file(path, lookup, issues)
 }
 
 /// Checks across APIs: key manager names exist, no two APIs claim the same base path.

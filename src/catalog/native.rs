@@ -56,19 +56,15 @@ struct ResourceFile {
     auth_type: Option<String>,
 }
 
-/// Parse a WSO2 auth type string.
+/// Parse a WSO2 auth type string (api.yaml `authType`, swagger `x-auth-type`).
 pub fn parse_auth_type(s: &str) -> Result<AuthType, String> {
     match s.trim() {
-        "None" | "none" => Ok(AuthType::None),
-        "Any" | "Application & Application User" | "Application_&_Application_User" => {
-            Ok(AuthType::Any)
-        }
-        "Application" | "Application User" | "Application_User" => Err(format!(
-            "{s:?}: restricting a resource to one token type is not implemented yet; use \
-             \"Application & Application User\" or None"
-        )),
+        "None" | "none" | "NONE" => Ok(AuthType::None),
+        "Any" | "Application & Application User" | "Application_&_Application_User" => Ok(AuthType::Any),
+        "Application" => Ok(AuthType::Application),
+        "Application User" | "Application_User" => Ok(AuthType::ApplicationUser),
         other => Err(format!(
-            "{other:?} is not one of None, Application & Application User"
+            "{other:?} is not one of None, Application, Application User, Application & Application User"
         )),
     }
 }
@@ -309,6 +305,14 @@ mod tests {
             parse_auth_type("Application & Application User").unwrap(),
             AuthType::Any
         );
-        assert!(parse_auth_type("Application").is_err());
+        assert_eq!(
+            parse_auth_type("Application").unwrap(),
+            AuthType::Application
+        );
+        assert_eq!(
+            parse_auth_type("Application User").unwrap(),
+            AuthType::ApplicationUser
+        );
+        assert!(parse_auth_type("Admin").is_err());
     }
 }

@@ -58,9 +58,10 @@ pub struct VerdictCacheFile {
 }
 
 /// One key manager block.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct KeyManagerFile {
+    pub wso2_export: Option<String>,
     pub name: Option<String>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
@@ -101,7 +102,7 @@ pub struct IntrospectionCacheFile {
 }
 
 /// `certificates: {type: JWKS|PEM, value: ...}` as in WSO2's key manager form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct CertificatesFile {
     #[serde(rename = "type")]

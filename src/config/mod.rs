@@ -7,6 +7,7 @@
 
 pub mod env;
 pub mod file;
+pub mod wso2;
 
 use crate::catalog::{self, ApiDef};
 use file::{CertificatesFile, ConnectorFile, KeyManagerFile, MainFile};
@@ -239,8 +240,11 @@ pub struct KeyManagerConfig {
     pub name: String,
     /// Provider type.
     pub kind: KeyManagerKind,
-    /// Expected `iss`; routes JWTs to this key manager.
+    /// Expected `iss`; routes JWTs to this key manager. Empty until discovery fills it when only
+    /// `well_known_endpoint` gives it.
     pub issuer: String,
+    /// OIDC discovery document: fetched at start and refreshed; fills what is unset.
+    pub well_known_endpoint: Option<url::Url>,
     /// Verification keys.
     pub certificates: Option<Certificates>,
     /// RFC 7662 endpoint.
@@ -292,6 +296,7 @@ impl KeyManagerConfig {
             name: name.to_string(),
             kind: KeyManagerKind::Oidc,
             issuer: issuer.to_string(),
+            well_known_endpoint: None,
             certificates: Some(certificates),
             introspection_endpoint: None,
             token_endpoint: None,
@@ -484,6 +489,29 @@ fn load_inner(
     }
 
     for (i, km) in main.key_managers.iter().enumerate() {
+        let merged;
+        let km = match &km.wso2_export {
+            None => km,
+            Some(export) => {
+                let p = base_dir.join(export);
+                let doc = std::fs::read_to_string(&p)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))
+                    .and_then(|t| {
+                        serde_json::from_str::<serde_json::Value>(&t)
+                            .map_err(|e| format!("{} is not JSON: {e}", p.display()))
+                    });
+                match doc {
+                    Ok(doc) => {
+                        merged = wso2::merge(km, &doc);
+                        &merged
+                    }
+                    Err(e) => {
+                        issues.push(path, format!("key_managers[{i}].wso2_export"), e);
+                        continue;
+                    }
+                }
+            }
+        };
         if let Some(k) = validate_key_manager(path, &base_dir, i, km, issues) {
             config.key_managers.push(k);
         }
@@ -542,7 +570,7 @@ fn check_key_manager_uniqueness(file: &Path, kms: &[KeyManagerConfig], issues: &
                     format!("{:?} is used twice", a.name),
                 );
             }
-            if a.issuer == b.issuer {
+            if !a.issuer.is_empty() && a.issuer == b.issuer {
                 issues.push(
                     file,
                     format!("key_managers[{i}].issuer"),
@@ -633,13 +661,10 @@ fn validate_key_manager(
             None
         }
     };
-    if km.well_known_endpoint.is_some() {
-        issues.push(
-            file,
-            at("well_known_endpoint"),
-            "OIDC discovery is not implemented yet; set issuer and certificates explicitly",
-        );
-    }
+    let well_known = km
+        .well_known_endpoint
+        .as_deref()
+        .and_then(|u| parse_url(file, &at("well_known_endpoint"), u, issues));
     let token_handling =
         parse_token_handling(file, &at("token_handling"), &km.token_handling, issues);
     let validation = match km.token_validation_method.as_deref() {
@@ -659,6 +684,8 @@ fn validate_key_manager(
         (_, Some(b)) => format!("{b}/oauth2/token"),
         // An Asgardeo key manager without organization was reported above.
         _ if kind == KeyManagerKind::Asgardeo => String::new(),
+        // Discovery fills it.
+        _ if well_known.is_some() => String::new(),
         _ => {
             issues.push(file, at("issuer"), "is required");
             String::new()
@@ -670,7 +697,10 @@ fn validate_key_manager(
             .ok()
             .map(Certificates::Jwks),
         (None, None) => {
-            if validation == ValidationMethod::SelfValidateJwt && kind == KeyManagerKind::Oidc {
+            if validation == ValidationMethod::SelfValidateJwt
+                && kind == KeyManagerKind::Oidc
+                && well_known.is_none()
+            {
                 issues.push(
                     file,
                     at("certificates"),
@@ -694,6 +724,7 @@ fn validate_key_manager(
         KeyManagerConfig::self_validating(&name, &issuer, Certificates::Pem(String::new()));
     out.kind = kind;
     out.certificates = certificates;
+    out.well_known_endpoint = well_known;
     out.introspection_endpoint = introspection_endpoint;
     out.token_endpoint = token_endpoint;
     out.validation = validation;
@@ -737,7 +768,7 @@ fn validate_key_manager(
         }
     };
     if validation == ValidationMethod::Introspect {
-        if out.introspection_endpoint.is_none() {
+        if out.introspection_endpoint.is_none() && out.well_known_endpoint.is_none() {
             issues.push(
                 file,
                 at("introspection_endpoint"),

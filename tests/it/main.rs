@@ -9,3 +9,4 @@ mod introspection;
 mod jwks;
 mod jwt;
 mod upstream;
+mod wso2;
