@@ -753,7 +753,18 @@ fn validate_key_manager(
     out.cache_max_ttl = dur(km.cache_max_ttl, out.cache_max_ttl);
     out.negative_ttl = dur(km.negative_ttl, out.negative_ttl);
     out.require_exp = km.require_exp.unwrap_or(true);
-    out.connector = km.connector.clone();
+    out.connector = km.connector.clone().map(|mut c| {
+        // Asgardeo: the connector's endpoints default from the organization (reference §4.5).
+        if let Some(b) = &tenant_base {
+            c.api_resource_management_endpoint
+                .get_or_insert_with(|| format!("{b}/api/server/v1/api-resources"));
+            c.roles_endpoint
+                .get_or_insert_with(|| format!("{b}/scim2/v2/Roles"));
+        }
+        c.global_scopes_resource
+            .get_or_insert_with(|| "APIM_GLOBAL_SCOPES".to_string());
+        c
+    });
     out.token_handling = token_handling;
     out.introspection_auth = match km.introspection_auth.as_deref() {
         None | Some("client_secret_basic") => ClientAuth::Basic,

@@ -142,3 +142,51 @@ fn pem_certificates_from_a_relative_file() {
         .to_string();
     assert!(e.contains("key_managers[0].certificates.value"), "{e}");
 }
+
+#[test]
+fn asgardeo_endpoints_default_from_the_organization() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "k.yaml", "key_managers:\n  - name: A\n    type: asgardeo\n    organization: acme\n    connector: {create_roles: true}\n  - name: B\n    type: asgardeo\n    organization: beta\n    base_url: https://eu.asgardeo.example/\n    issuer: https://custom/issuer\napis: []\n");
+    let c = Config::load_with_env(&d.join("k.yaml"), |_| None).unwrap();
+    let a = &c.key_managers[0];
+    let t = "https://api.asgardeo.io/t/acme";
+    assert_eq!(a.issuer, format!("{t}/oauth2/token"));
+    assert!(
+        matches!(&a.certificates, Some(keygate::config::Certificates::Jwks(u)) if u.as_str() == format!("{t}/oauth2/jwks"))
+    );
+    assert_eq!(
+        a.introspection_endpoint.as_ref().unwrap().as_str(),
+        format!("{t}/oauth2/introspect")
+    );
+    assert_eq!(
+        a.token_endpoint.as_ref().unwrap().as_str(),
+        format!("{t}/oauth2/token")
+    );
+    assert_eq!(
+        (a.consumer_key_claim.as_deref(), a.scopes_claim.as_str()),
+        (Some("azp"), "scope")
+    );
+    let conn = a.connector.as_ref().unwrap();
+    assert_eq!(
+        conn.api_resource_management_endpoint.as_deref(),
+        Some(format!("{t}/api/server/v1/api-resources").as_str())
+    );
+    assert_eq!(
+        conn.roles_endpoint.as_deref(),
+        Some(format!("{t}/scim2/v2/Roles").as_str())
+    );
+    assert_eq!(
+        conn.global_scopes_resource.as_deref(),
+        Some("APIM_GLOBAL_SCOPES")
+    );
+    let b = &c.key_managers[1];
+    assert_eq!(
+        b.issuer, "https://custom/issuer",
+        "explicit fields override"
+    );
+    assert_eq!(
+        b.token_endpoint.as_ref().unwrap().as_str(),
+        "https://eu.asgardeo.example/t/beta/oauth2/token"
+    );
+}
