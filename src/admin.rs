@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 /// The admin app.
 pub struct AdminApp {
-    /// The runtime whose readiness is reported.
-    pub runtime: Arc<Runtime>,
+    /// The runtime whose readiness is reported (follows reloads).
+    pub runtime: Arc<arc_swap::ArcSwap<Runtime>>,
     /// The metrics served.
     pub metrics: Arc<Metrics>,
 }
@@ -79,15 +79,29 @@ impl ServeHttp for AdminApp {
         match session.req_header().uri.path() {
             "/healthz" => response(200, "text/plain", b"ok\n".to_vec()),
             "/readyz" => {
-                let (ready, body) = readiness(&self.runtime);
+                let (ready, body) = readiness(&self.runtime.load());
                 response(if ready { 200 } else { 503 }, "application/json", body)
             }
             "/metrics" => {
+                let rt = self.runtime.load_full();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                for km in rt.auth.key_managers() {
+                    if let crate::auth::key_manager::KeySource::Jwks(store) = &km.keys {
+                        if let Some(t) = store.status().last_success {
+                            self.metrics
+                                .jwks_age
+                                .with_label_values(&[km.name()])
+                                .set(now.saturating_sub(t) as i64);
+                        }
+                    }
+                }
                 self.metrics
                     .verdict_cache_entries
-                    .set(self.runtime.auth.cached_verdicts() as i64);
-                let per_km = self.runtime.auth.cached_introspections().await;
-                for (km, n) in self.runtime.auth.key_managers().iter().zip(per_km) {
+                    .set(rt.auth.cached_verdicts() as i64);
+                let per_km = rt.auth.cached_introspections().await;
+                for (km, n) in rt.auth.key_managers().iter().zip(per_km) {
                     self.metrics
                         .introspection_cache_entries
                         .with_label_values(&[km.name()])

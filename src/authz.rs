@@ -76,7 +76,8 @@ mod tests {
 
     fn principal(scopes: &[&str]) -> Arc<Principal> {
         Arc::new(Principal {
-            key_manager: 0,
+            km_id: 0,
+            km_name: http::HeaderValue::from_static("km"),
             subject: None,
             client_id: None,
             scopes: scopes.iter().map(|s| s.to_string()).collect(),

@@ -4,19 +4,16 @@
 //! anonymous ones, so an upstream can trust them. The token header is removed unless the API
 //! forwards it (WSO2 removes it by default).
 
-use crate::auth::key_manager::KeyManager;
 use crate::authz::Permit;
 use crate::catalog::ApiDef;
 use crate::config::UpstreamHeaders;
 use pingora::http::RequestHeader;
-use std::sync::Arc;
 
 /// Apply to the upstream request.
 pub fn apply(
     req: &mut RequestHeader,
     permit: &Permit,
     api: &ApiDef,
-    key_managers: &[Arc<KeyManager>],
     names: &UpstreamHeaders,
 ) -> pingora::Result<()> {
     // Also `X_Auth_Subject` and other spellings that CGI-style upstreams read as the same
@@ -49,9 +46,7 @@ pub fn apply(
             req.insert_header(names.client_id.clone(), cid.clone())?;
         }
         req.insert_header(names.scopes.clone(), p.scopes_header.clone())?;
-        if let Some(km) = key_managers.get(p.key_manager) {
-            req.insert_header(names.key_manager.clone(), km.name_header.clone())?;
-        }
+        req.insert_header(names.key_manager.clone(), p.km_name.clone())?;
     }
     Ok(())
 }

@@ -34,6 +34,8 @@ pub struct Gateway {
     pub runtime: Arc<ArcSwap<Runtime>>,
     /// Metric families.
     pub metrics: Arc<Metrics>,
+    /// Write one access-log line per request (target `keygate::access`).
+    pub access_log: bool,
 }
 
 /// Per-request state.
@@ -42,11 +44,22 @@ pub struct Ctx {
     runtime: Option<Arc<Runtime>>,
     permit: Option<Permit>,
     api: Option<usize>,
+    resource: Option<usize>,
     normalised_path: Option<String>,
     outcome: Option<&'static str>,
+    started: Option<std::time::Instant>,
+    upstream_sent: Option<std::time::Instant>,
+    token_hash: Option<[u8; 4]>,
+    key_manager: Option<http::HeaderValue>,
 }
 
 type Refusal = (Rejection, Option<usize>);
+
+/// The first four bytes of the token's SHA-256, for the access log (never the token).
+fn short_hash(token: &str) -> [u8; 4] {
+    let d = crate::auth::verdict::digest(token);
+    [d[0], d[1], d[2], d[3]]
+}
 
 impl Gateway {
     /// Route, authenticate, authorize.
@@ -65,6 +78,7 @@ impl Gateway {
             ctx.normalised_path = Some(p);
         }
         let api = &rt.apis[route.api];
+        ctx.resource = Some(route.resource);
         let in_api = |e: Rejection| (e, Some(route.api));
         let resource = &api.def.resources[route.resource];
         if let Some(permit) = authz::allow_anonymous(route, resource) {
@@ -72,17 +86,26 @@ impl Gateway {
         }
         let token = bearer::extract(&req.headers, &api.def.authorization_header)
             .map_err(|e| in_api(e.into()))?;
+        if self.access_log {
+            ctx.token_hash = Some(short_hash(token));
+        }
         let (principal, _path) = rt
             .auth
             .authenticate(token, &api.kms)
             .await
             .map_err(|e| in_api(e.into()))?;
+        ctx.key_manager = Some(principal.km_name.clone());
         authz::check(route, resource, principal).map_err(|e| in_api(e.into()))
     }
 }
 
-/// Write a rejection as a complete response, keeping the connection.
-async fn write_rejection(session: &mut Session, rejection: &Rejection) -> pingora::Result<()> {
+/// Write a rejection as a complete response; `close` announces that the connection ends after
+/// it (so a client does not reuse a connection Pingora is about to close).
+async fn write_rejection(
+    session: &mut Session,
+    rejection: &Rejection,
+    close: bool,
+) -> pingora::Result<()> {
     let body = rejection.body();
     let mut resp = ResponseHeader::build(rejection.status(), Some(5))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
@@ -92,6 +115,9 @@ async fn write_rejection(session: &mut Session, rejection: &Rejection) -> pingor
     }
     if let Some(secs) = rejection.retry_after() {
         resp.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
+    }
+    if close {
+        resp.insert_header(http::header::CONNECTION, "close")?;
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
@@ -111,6 +137,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
+        ctx.started = Some(std::time::Instant::now());
         let rt = self.runtime.load_full();
         let result = self.admit(&rt, session.req_header(), ctx).await;
         ctx.runtime = Some(rt);
@@ -126,7 +153,7 @@ impl ProxyHttp for Gateway {
                 if let Rejection::Auth(e) = &rejection {
                     log::debug!("request refused: {e}");
                 }
-                write_rejection(session, &rejection).await?;
+                write_rejection(session, &rejection, false).await?;
                 Ok(true)
             }
         }
@@ -154,14 +181,24 @@ impl ProxyHttp for Gateway {
             return Err(internal("upstream request without a permit"));
         };
         let api = &rt.apis[permit.route().api].def;
+        ctx.upstream_sent = Some(std::time::Instant::now());
         upstream::rewrite(req, permit, api, ctx.normalised_path.as_deref())?;
-        enrich::apply(
-            req,
-            permit,
-            api,
-            rt.auth.key_managers(),
-            &rt.config.upstream_headers,
-        )
+        enrich::apply(req, permit, api, &rt.config.upstream_headers)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        if let (Some(sent), Some(rt), Some(api)) = (ctx.upstream_sent, &ctx.runtime, ctx.api) {
+            self.metrics
+                .upstream_duration
+                .with_label_values(&[rt.apis[api].def.name.as_str()])
+                .observe(sent.elapsed().as_secs_f64());
+        }
+        Ok(())
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -176,10 +213,20 @@ impl ProxyHttp for Gateway {
         };
         let code = match upstream_error {
             Some(ue) if session.response_written().is_none() => {
+                if let (Some(rt), Some(api)) = (&ctx.runtime, ctx.api) {
+                    let kind = match ue {
+                        UpstreamError::TimedOut => "timeout",
+                        UpstreamError::Unreachable => "unreachable",
+                    };
+                    self.metrics
+                        .upstream_errors
+                        .with_label_values(&[rt.apis[api].def.name.as_str(), kind])
+                        .inc();
+                }
                 let rejection = Rejection::from(ue);
                 ctx.outcome = Some(rejection.code());
                 log::warn!("upstream failure: {e}");
-                if write_rejection(session, &rejection).await.is_err() {
+                if write_rejection(session, &rejection, true).await.is_err() {
                     0
                 } else {
                     rejection.status()
@@ -205,9 +252,17 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let api = match (&ctx.runtime, ctx.api) {
-            (Some(rt), Some(i)) => rt.apis.get(i).map(|a| a.def.name.as_str()).unwrap_or("-"),
-            _ => "-",
+        let (api, resource) = match (&ctx.runtime, ctx.api) {
+            (Some(rt), Some(i)) => match rt.apis.get(i) {
+                Some(a) => (
+                    a.def.name.as_str(),
+                    ctx.resource
+                        .and_then(|r| a.def.resources.get(r))
+                        .map_or("-", |r| r.target.as_str()),
+                ),
+                None => ("-", "-"),
+            },
+            _ => ("-", "-"),
         };
         let outcome = ctx
             .outcome
@@ -215,7 +270,32 @@ impl ProxyHttp for Gateway {
         let mut buf = itoa::Buffer::new();
         self.metrics
             .requests
-            .with_label_values(&[api, outcome, buf.format(status)])
+            .with_label_values(&[api, resource, outcome, buf.format(status)])
             .inc();
+        if self.access_log {
+            let req = session.req_header();
+            let latency_us = ctx.started.map_or(0, |t| t.elapsed().as_micros() as u64);
+            let token = ctx
+                .token_hash
+                .map(|h| format!("{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3]))
+                .unwrap_or_default();
+            let km = ctx
+                .key_manager
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info!(
+                target: "keygate::access",
+                method = %req.method,
+                api,
+                resource,
+                status,
+                code = outcome,
+                key_manager = km,
+                latency_us,
+                token,
+                "request"
+            );
+        }
     }
 }

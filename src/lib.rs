@@ -38,6 +38,7 @@ pub mod error;
 pub mod gateway;
 pub mod loopback;
 pub mod metrics;
+pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod upstream;

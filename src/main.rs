@@ -21,11 +21,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the proxy.
+    /// Run the proxy. SIGHUP reloads the configuration; SIGTERM drains and exits.
     Run {
         /// Main configuration file.
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        /// Also reload when the config file or an API definition changes (polled every 2 s).
+        #[arg(long)]
+        watch: bool,
+        /// Take the listening sockets over from a running keygate that was sent SIGQUIT
+        /// (zero-downtime binary upgrade, through `upgrade_sock`).
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate the configuration and every API definition; print a summary or every error.
     Check {
@@ -122,21 +129,41 @@ fn summary(c: &Config) {
             a.scopes.len(),
             from.display()
         );
-        let _ = default;
     }
 }
 
+/// Logging through tracing (`RUST_LOG` filters; Pingora's `log` records are bridged).
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => load(&config).and_then(|c| {
-            keygate::server::run_forever(c)
+        Command::Run {
+            config,
+            watch,
+            upgrade,
+        } => load(&config).and_then(|c| {
+            init_logging(c.log_json);
+            keygate::server::run_forever(c, watch, upgrade)
                 .map_err(|e| anyhow!(e))
                 .map(|_| ())
         }),
         Command::Check { config } => load(&config).map(|c| summary(&c)),
-        Command::Demo => keygate::demo::run().map_err(|e| anyhow!(e)),
+        Command::Demo => {
+            init_logging(false);
+            keygate::demo::run().map_err(|e| anyhow!(e))
+        }
         Command::ImportKm { url, name, kind } => import_km(&url, name.as_deref(), kind.as_deref()),
     };
     match result {

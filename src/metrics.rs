@@ -11,7 +11,8 @@ use prometheus::{
 /// The metric families.
 pub struct Metrics {
     registry: Registry,
-    /// `keygate_requests_total{api, outcome, status}`.
+    /// `keygate_requests_total{api, resource, outcome, status}`: resource is the URL template
+    /// (`-` when none matched).
     pub requests: IntCounterVec,
     /// `keygate_token_validation_seconds{key_manager, path}`: path is `cached` or `verified`.
     pub validation: HistogramVec,
@@ -38,6 +39,15 @@ pub struct Metrics {
     pub introspection_refreshes: IntCounterVec,
     /// `keygate_introspection_cache_entries{key_manager}`.
     pub introspection_cache_entries: IntGaugeVec,
+    /// `keygate_config_reloads_total{result}`.
+    pub config_reloads: IntCounterVec,
+    /// `keygate_jwks_age_seconds{key_manager}`: seconds since the last successful fetch.
+    pub jwks_age: IntGaugeVec,
+    /// `keygate_upstream_duration_seconds{api}`: from the request to the upstream's response
+    /// header.
+    pub upstream_duration: HistogramVec,
+    /// `keygate_upstream_errors_total{api, kind}`: `unreachable` or `timeout`.
+    pub upstream_errors: IntCounterVec,
     /// `keygate_verdict_cache_entries`.
     pub verdict_cache_entries: prometheus::IntGauge,
 }
@@ -85,14 +95,27 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(introspection_duration.clone()))
             .expect("registered once");
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "keygate_upstream_duration_seconds",
+                "Time from sending to the upstream to its response header, by API",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["api"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(upstream_duration.clone()))
+            .expect("registered once");
         let build = gauge(&r, "keygate_build_info", "Build information", &["version"]);
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Self {
             requests: counter(
                 &r,
                 "keygate_requests_total",
-                "Requests by API, outcome (ok or WSO2 code) and status",
-                &["api", "outcome", "status"],
+                "Requests by API, resource template, outcome (ok or WSO2 code) and status",
+                &["api", "resource", "outcome", "status"],
             ),
             validation,
             rejections: counter(
@@ -149,6 +172,25 @@ impl Metrics {
                 "keygate_introspection_cache_entries",
                 "Entries in the introspection cache, by key manager",
                 &["key_manager"],
+            ),
+            config_reloads: counter(
+                &r,
+                "keygate_config_reloads_total",
+                "Configuration reloads by result (ok, error)",
+                &["result"],
+            ),
+            jwks_age: gauge(
+                &r,
+                "keygate_jwks_age_seconds",
+                "Seconds since the last successful JWKS fetch",
+                &["key_manager"],
+            ),
+            upstream_duration,
+            upstream_errors: counter(
+                &r,
+                "keygate_upstream_errors_total",
+                "Upstream failures by API and kind (unreachable, timeout)",
+                &["api", "kind"],
             ),
             key_manager_ready: gauge(
                 &r,

@@ -38,7 +38,18 @@ impl Runtime {
         bg: tokio::runtime::Handle,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
-        let auth = Authenticator::new(&config, bg, metrics)?;
+        Self::rebuild(config, bg, metrics, None)
+    }
+
+    /// Build, keeping from `previous` the key managers whose configuration is unchanged and the
+    /// caches (see [`Authenticator::rebuild`]).
+    pub fn rebuild(
+        config: Config,
+        bg: tokio::runtime::Handle,
+        metrics: Arc<Metrics>,
+        previous: Option<&Runtime>,
+    ) -> Result<Self, String> {
+        let auth = Authenticator::rebuild(&config, bg, metrics, previous.map(|p| &p.auth))?;
         let names: Vec<&str> = auth.key_managers().iter().map(|k| k.name()).collect();
         let apis = config
             .apis

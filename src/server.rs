@@ -9,6 +9,7 @@ use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+use crate::reload::{ReloadError, Reloader};
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,18 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     /// Background runtime driving provider I/O.
     pub background: tokio::runtime::Runtime,
+}
+
+impl Parts {
+    /// A reloader for this proxy's runtime, reading `path`.
+    pub fn reloader(&self, path: PathBuf) -> Reloader {
+        Reloader {
+            runtime: self.runtime.clone(),
+            metrics: self.metrics.clone(),
+            bg: self.background.handle().clone(),
+            path,
+        }
+    }
 }
 
 /// Build the background runtime and the request runtime, and start the key refreshers.
@@ -48,28 +62,37 @@ pub fn build_parts(config: Config) -> Result<Parts, String> {
     })
 }
 
-/// The Pingora server for `parts`, listening where the config says.
-pub fn build_server(parts: &Parts) -> Server {
+/// The Pingora server for `parts`, listening where the config says. With `upgrade`, it takes the
+/// listening sockets over from a running keygate (which was sent SIGQUIT) through
+/// `upgrade_sock` instead of binding them.
+pub fn build_server(parts: &Parts, upgrade: bool) -> Server {
     let rt = parts.runtime.load();
     let config = &rt.config;
-    // SIGTERM: stop accepting at once, then give in-flight requests `shutdown_grace`.
+    // SIGTERM (Pingora): stop accepting at once, let in-flight requests run for the grace
+    // period (a fixed sleep: Pingora waits it out even when nothing is in flight), then stop the
+    // runtimes, cancelling what is left after one more second.
     let conf = ServerConf {
         threads: config.threads,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(config.shutdown_grace.as_secs().max(1)),
-        // https upstreams: these CAs instead of the platform store, when set.
+        grace_period_seconds: Some(config.shutdown_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: config.upgrade_sock.to_string_lossy().into_owned(),
         ca_file: config
             .upstream_ca_file
             .as_ref()
             .map(|p| p.to_string_lossy().into_owned()),
         ..Default::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
     let gateway = Gateway {
         runtime: parts.runtime.clone(),
         metrics: parts.metrics.clone(),
+        access_log: config.access_log,
     };
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "keygate");
@@ -77,7 +100,7 @@ pub fn build_server(parts: &Parts) -> Server {
     server.add_service(proxy);
 
     let admin_app = AdminApp {
-        runtime: rt.clone(),
+        runtime: parts.runtime.clone(),
         metrics: parts.metrics.clone(),
     };
     let mut admin = Service::new("keygate-admin".to_string(), HttpServer::new_app(admin_app));
@@ -87,10 +110,21 @@ pub fn build_server(parts: &Parts) -> Server {
     server
 }
 
-/// Run until a signal: SIGINT fast, SIGTERM graceful, SIGQUIT graceful upgrade (Pingora).
-pub fn run_forever(config: Config) -> Result<std::convert::Infallible, String> {
+/// Run until a signal: SIGINT fast, SIGTERM graceful, SIGQUIT graceful upgrade (Pingora);
+/// SIGHUP reloads, and so does a changed file with `watch`.
+pub fn run_forever(
+    config: Config,
+    watch: bool,
+    upgrade: bool,
+) -> Result<std::convert::Infallible, String> {
+    let path = config.source.clone();
     let parts = build_parts(config)?;
-    let server = build_server(&parts);
+    let server = build_server(&parts, upgrade);
+    let reloader = parts.reloader(path);
+    reloader.watch_sighup();
+    if watch {
+        reloader.watch_files(Duration::from_secs(2));
+    }
     // `parts.background` must live as long as the process; run_forever never returns.
     let _keep = parts;
     server.run_forever()
@@ -137,7 +171,7 @@ impl RunningProxy {
         }
         let (proxy_addr, admin_addr) = (config.listen, config.admin_listen);
         let parts = build_parts(config)?;
-        let server = build_server(&parts);
+        let server = build_server(&parts, false);
         let shutdown = Arc::new(tokio::sync::Notify::new());
         let watch = NotifyWatch(shutdown.clone());
         let thread = std::thread::Builder::new()
@@ -176,6 +210,21 @@ impl RunningProxy {
     /// `http://<admin_addr>`.
     pub fn admin_url(&self) -> String {
         format!("http://{}", self.admin_addr)
+    }
+
+    /// Reload from `config.source` (what SIGHUP does).
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        self.reloader().reload()
+    }
+
+    /// The reloader of this proxy.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            runtime: self.runtime.clone(),
+            metrics: self.metrics.clone(),
+            bg: self.background.as_ref().expect("running").handle().clone(),
+            path: self.runtime.load().config.source.clone(),
+        }
     }
 
     /// Stop and wait for the server thread.

@@ -98,10 +98,10 @@ struct Entry {
 
 struct PerEntryTtl;
 
-impl moka::Expiry<(usize, Digest), Arc<Entry>> for PerEntryTtl {
+impl moka::Expiry<(u64, Digest), Arc<Entry>> for PerEntryTtl {
     fn expire_after_create(
         &self,
-        _k: &(usize, Digest),
+        _k: &(u64, Digest),
         v: &Arc<Entry>,
         _at: Instant,
     ) -> Option<Duration> {
@@ -109,7 +109,7 @@ impl moka::Expiry<(usize, Digest), Arc<Entry>> for PerEntryTtl {
     }
     fn expire_after_update(
         &self,
-        _k: &(usize, Digest),
+        _k: &(u64, Digest),
         v: &Arc<Entry>,
         _at: Instant,
         _current: Option<Duration>,
@@ -131,7 +131,7 @@ pub enum Source {
 
 /// Introspection client of one key manager.
 pub struct Introspector {
-    km_index: usize,
+    km_id: u64,
     km_name: String,
     endpoint: arc_swap::ArcSwapOption<url::Url>,
     client_id: String,
@@ -145,7 +145,13 @@ pub struct Introspector {
     http: reqwest::Client,
     bg: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
+    /// Outcome of the latest call: 0 none yet, 1 answered, 2 failed.
+    health: std::sync::atomic::AtomicU8,
+    last_error: arc_swap::ArcSwapOption<String>,
 }
+
+/// The token sent by the readiness probe (any provider answers `active: false`).
+pub const PROBE_TOKEN: &str = "keygate-readiness-probe";
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -158,14 +164,14 @@ impl Introspector {
     /// A client for `config`, or `None` when it has no credentials, or no endpoint and no
     /// discovery that could supply one.
     pub fn new(
-        km_index: usize,
+        km_id: u64,
         config: &KeyManagerConfig,
         http: reqwest::Client,
         bg: tokio::runtime::Handle,
         metrics: Arc<Metrics>,
     ) -> Option<Self> {
         Some(Self {
-            km_index,
+            km_id,
             km_name: config.name.clone(),
             endpoint: {
                 if config.introspection_endpoint.is_none() && config.well_known_endpoint.is_none() {
@@ -184,7 +190,24 @@ impl Introspector {
             http,
             bg,
             metrics,
+            health: std::sync::atomic::AtomicU8::new(0),
+            last_error: arc_swap::ArcSwapOption::empty(),
         })
+    }
+
+    /// `Ok` when the latest call got an answer; why not otherwise.
+    pub fn health(&self) -> Result<(), String> {
+        match self.health.load(Ordering::Relaxed) {
+            1 => Ok(()),
+            0 => Err("introspection endpoint not probed yet".to_string()),
+            _ => Err(format!(
+                "introspection failing: {}",
+                self.last_error
+                    .load_full()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
+            )),
+        }
     }
 
     /// One call to the provider: a verdict, or an outage description.
@@ -216,6 +239,13 @@ impl Introspector {
             .introspection_duration
             .with_label_values(&[&self.km_name])
             .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(_) => self.health.store(1, Ordering::Relaxed),
+            Err(e) => {
+                self.health.store(2, Ordering::Relaxed);
+                self.last_error.store(Some(Arc::new(e.clone())));
+            }
+        }
         let response = match result {
             Ok(r) => r,
             Err(e) => {
@@ -308,7 +338,9 @@ impl Introspector {
         };
         Ok((
             Principal {
-                key_manager: self.km_index,
+                km_id: self.km_id,
+                km_name: http::HeaderValue::from_str(&self.km_name)
+                    .map_err(|_| InactiveWhy::BadClaims)?,
                 subject,
                 client_id,
                 scopes,
@@ -358,7 +390,7 @@ async fn fetch(req: reqwest::RequestBuilder) -> Result<IntrospectionResponse, St
 
 /// The shared introspection cache of all key managers.
 pub struct IntrospectionCache {
-    inner: moka::future::Cache<(usize, Digest), Arc<Entry>>,
+    inner: moka::future::Cache<(u64, Digest), Arc<Entry>>,
     metrics: Arc<Metrics>,
 }
 
@@ -389,13 +421,13 @@ impl IntrospectionCache {
         self.len().await == 0
     }
 
-    /// Entries per key manager index (for the metrics scrape).
-    pub async fn entries_per_key_manager(&self, n: usize) -> Vec<u64> {
+    /// Entries per key manager, in the order of `ids` (for the metrics scrape).
+    pub async fn entries_per_key_manager(&self, ids: &[u64]) -> Vec<u64> {
         self.inner.run_pending_tasks().await;
-        let mut counts = vec![0u64; n];
+        let mut counts = vec![0u64; ids.len()];
         for (k, _) in self.inner.iter() {
-            if let Some(c) = counts.get_mut(k.0) {
-                *c += 1;
+            if let Some(i) = ids.iter().position(|&id| id == k.0) {
+                counts[i] += 1;
             }
         }
         counts
@@ -409,7 +441,7 @@ impl IntrospectionCache {
         token: &str,
         digest: Digest,
     ) -> Result<(Verdict, Source), String> {
-        let key = (client.km_index, digest);
+        let key = (client.km_id, digest);
         let km = client.km_name.as_str();
         if let Some(entry) = self.inner.get(&key).await {
             if let Verdict::Active(p) = &entry.verdict {
@@ -466,7 +498,7 @@ impl IntrospectionCache {
         self: &Arc<Self>,
         client: &Arc<Introspector>,
         entry: &Arc<Entry>,
-        key: (usize, Digest),
+        key: (u64, Digest),
         token: &str,
     ) {
         let age = entry.created.elapsed();

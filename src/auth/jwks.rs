@@ -216,15 +216,22 @@ impl JwksStore {
     }
 
     /// The background loop: fetch at start with backoff (1 s doubling to 30 s) until it works,
-    /// then every `interval`; failures keep the old keys and retry with backoff.
-    pub async fn run_refresher(self: Arc<Self>, interval: Duration, initial_backoff: Duration) {
+    /// then every `interval`; failures keep the old keys and retry with backoff. It ends when the
+    /// store is dropped (its key manager was removed by a reload).
+    pub async fn run_refresher(
+        store: std::sync::Weak<Self>,
+        interval: Duration,
+        initial_backoff: Duration,
+    ) {
         let max_backoff = Duration::from_secs(30);
         let mut backoff = initial_backoff;
         let mut reason = "start";
         loop {
-            // An unknown-kid fetch may have loaded keys meanwhile; the start fetch is still made
-            // so that readiness reflects a fresh answer.
-            match self.fetch(reason).await {
+            let Some(this) = store.upgrade() else { return };
+            let result = this.fetch(reason).await;
+            let has_keys = this.current().is_some();
+            drop(this);
+            match result {
                 Ok(_) => {
                     backoff = initial_backoff;
                     reason = "interval";
@@ -233,7 +240,7 @@ impl JwksStore {
                 Err(_) => {
                     tokio::time::sleep(backoff.min(interval)).await;
                     backoff = (backoff * 2).min(max_backoff);
-                    if self.current().is_some() {
+                    if has_keys {
                         reason = "interval";
                     }
                 }

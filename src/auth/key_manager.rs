@@ -24,8 +24,10 @@ pub enum KeySource {
 
 /// A key manager.
 pub struct KeyManager {
-    /// Position in config order.
-    pub index: usize,
+    /// Unique per instance (a reload that keeps the configuration keeps the instance).
+    pub id: u64,
+    /// Set once its refreshers run.
+    pub refreshers_started: std::sync::atomic::AtomicBool,
     /// Its configuration.
     pub config: KeyManagerConfig,
     /// The `X-Auth-Key-Manager` value.
@@ -74,12 +76,13 @@ impl KeyManager {
     /// Build one. JWKS stores start empty; [`crate::auth::Authenticator::start_refreshers`]
     /// fills them.
     pub fn new(
-        index: usize,
         config: KeyManagerConfig,
         http: &reqwest::Client,
         bg: &tokio::runtime::Handle,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, String> {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let keys = match &config.certificates {
             Some(Certificates::Pem(text)) => KeySource::Static(Arc::new(KeySet::from_pem(text)?)),
             Some(Certificates::Jwks(url)) => KeySource::Jwks(Arc::new(JwksStore::new(
@@ -127,8 +130,7 @@ impl KeyManager {
         let validations = ArcSwap::from_pointee(validations_for(&config, &config.issuer));
         let issuer = ArcSwap::from_pointee(config.issuer.clone());
         let introspector =
-            Introspector::new(index, &config, http.clone(), bg.clone(), metrics.clone())
-                .map(Arc::new);
+            Introspector::new(id, &config, http.clone(), bg.clone(), metrics.clone()).map(Arc::new);
         let name_header = http::HeaderValue::from_str(&config.name).map_err(|_| {
             format!(
                 "key manager name {:?} cannot be sent in a header",
@@ -136,7 +138,8 @@ impl KeyManager {
             )
         })?;
         Ok(Self {
-            index,
+            id,
+            refreshers_started: std::sync::atomic::AtomicBool::new(false),
             config,
             name_header,
             keys,
@@ -232,8 +235,11 @@ impl KeyManager {
                 .unwrap_or_else(|| "not fetched yet".into());
             return Err(format!("discovery document: {why}"));
         }
-        if self.config.validation == crate::config::ValidationMethod::Introspect {
-            return Ok(0);
+        if self.config.validation == ValidationMethod::Introspect {
+            return match &self.introspector {
+                Some(i) => i.health().map(|_| 0),
+                None => Err("no introspection endpoint or credentials".to_string()),
+            };
         }
         match &self.keys {
             KeySource::Static(k) => Ok(k.len()),

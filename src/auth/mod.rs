@@ -56,8 +56,11 @@ impl TokenKind {
 /// Who the caller is, as established by a key manager.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// Index of the key manager that validated the token.
-    pub key_manager: usize,
+    /// Id of the key manager that validated the token (stable across reloads while the key
+    /// manager's configuration is unchanged; a changed key manager gets a new id).
+    pub km_id: u64,
+    /// Its name, ready for the upstream header.
+    pub km_name: http::HeaderValue,
     /// `sub`.
     pub subject: Option<http::HeaderValue>,
     /// Consumer key (client id).
@@ -145,7 +148,8 @@ pub const STARTUP_BACKOFF: Duration = Duration::from_secs(1);
 pub struct Authenticator {
     kms: Vec<Arc<KeyManager>>,
     by_issuer: HashMap<String, usize>,
-    verdicts: VerdictCache,
+    ids: HashMap<u64, usize>,
+    verdicts: Arc<VerdictCache>,
     introspections: Arc<IntrospectionCache>,
     metrics: Arc<Metrics>,
     bg: tokio::runtime::Handle,
@@ -166,6 +170,19 @@ impl Authenticator {
         bg: tokio::runtime::Handle,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
+        Self::rebuild(config, bg, metrics, None)
+    }
+
+    /// Build for `config`, keeping from `previous` every key manager whose configuration did not
+    /// change (with its keys, refreshers and cached verdicts) and the caches themselves. Entries
+    /// of key managers that changed or went away are unreachable: they belong to ids this
+    /// authenticator does not know.
+    pub fn rebuild(
+        config: &Config,
+        bg: tokio::runtime::Handle,
+        metrics: Arc<Metrics>,
+        previous: Option<&Authenticator>,
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("keygate/", env!("CARGO_PKG_VERSION")))
@@ -173,57 +190,98 @@ impl Authenticator {
             .map_err(|e| format!("HTTP client: {e}"))?;
         let mut kms = Vec::new();
         let mut by_issuer = HashMap::new();
+        let mut ids = HashMap::new();
         for (i, kc) in config.key_managers.iter().enumerate() {
             if !kc.issuer.is_empty() {
                 by_issuer.insert(kc.issuer.clone(), i);
             }
-            kms.push(Arc::new(KeyManager::new(
-                i,
-                kc.clone(),
-                &http,
-                &bg,
-                &metrics,
-            )?));
+            let reused = previous.and_then(|p| p.kms.iter().find(|k| k.config == *kc).cloned());
+            let km = match reused {
+                Some(k) => k,
+                None => Arc::new(KeyManager::new(kc.clone(), &http, &bg, &metrics)?),
+            };
+            ids.insert(km.id, i);
+            kms.push(km);
         }
+        let (verdicts, introspections) = match previous {
+            Some(p) => (p.verdicts.clone(), p.introspections.clone()),
+            None => (
+                Arc::new(VerdictCache::new(config.verdict_cache_max_entries)),
+                Arc::new(IntrospectionCache::new(
+                    config.introspection_cache_max_entries,
+                    metrics.clone(),
+                )),
+            ),
+        };
         Ok(Self {
             kms,
             by_issuer,
-            verdicts: VerdictCache::new(config.verdict_cache_max_entries),
-            introspections: Arc::new(IntrospectionCache::new(
-                config.introspection_cache_max_entries,
-                metrics.clone(),
-            )),
+            ids,
+            verdicts,
+            introspections,
             metrics,
             bg,
         })
     }
 
-    /// Spawn the discovery and JWKS refreshers on the background runtime. A key manager with a
-    /// discovery document fetches it first (backoff 1 s doubling to 30 s), then its keys.
+    /// Spawn the discovery and JWKS refreshers on the background runtime, once per key manager
+    /// (a key manager kept across a reload keeps its refreshers). A key manager with a discovery
+    /// document fetches it first (backoff 1 s doubling to 30 s), then its keys. The tasks hold
+    /// weak references: they end when the key manager is dropped after a reload removed it.
     pub fn start_refreshers(&self) {
         for km in &self.kms {
-            let km = km.clone();
+            if km
+                .refreshers_started
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
+                continue;
+            }
+            let weak = Arc::downgrade(km);
             self.bg.spawn(async move {
+                let Some(mut km) = weak.upgrade() else { return };
                 if km.config.well_known_endpoint.is_some() {
                     let mut backoff = STARTUP_BACKOFF;
                     while km.discover().await.is_err() {
+                        drop(km);
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(30));
+                        let Some(again) = weak.upgrade() else { return };
+                        km = again;
                     }
                     // Refresh the document with the keys' interval, keeping the last good one.
-                    let again = km.clone();
+                    let weak2 = weak.clone();
+                    let interval = km.config.jwks_refresh_interval;
                     tokio::spawn(async move {
                         loop {
-                            tokio::time::sleep(again.config.jwks_refresh_interval).await;
-                            let _ = again.discover().await;
+                            tokio::time::sleep(interval).await;
+                            let Some(km) = weak2.upgrade() else { return };
+                            let _ = km.discover().await;
                         }
                     });
                 }
+                if km.config.validation == ValidationMethod::Introspect {
+                    // Readiness: probe until the endpoint answers; later calls keep it current.
+                    let mut backoff = STARTUP_BACKOFF;
+                    loop {
+                        let ok = match &km.introspector {
+                            Some(i) => i.call(introspection::PROBE_TOKEN).await.is_ok(),
+                            None => true,
+                        };
+                        if ok {
+                            break;
+                        }
+                        drop(km);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        let Some(again) = weak.upgrade() else { return };
+                        km = again;
+                    }
+                }
                 if let KeySource::Jwks(store) = &km.keys {
-                    store
-                        .clone()
-                        .run_refresher(km.config.jwks_refresh_interval, STARTUP_BACKOFF)
-                        .await;
+                    let store = Arc::downgrade(store);
+                    let interval = km.config.jwks_refresh_interval;
+                    drop(km);
+                    jwks::JwksStore::run_refresher(store, interval, STARTUP_BACKOFF).await;
                 }
             });
         }
@@ -250,9 +308,8 @@ impl Authenticator {
 
     /// Entries in the introspection cache per key manager (index order).
     pub async fn cached_introspections(&self) -> Vec<u64> {
-        self.introspections
-            .entries_per_key_manager(self.kms.len())
-            .await
+        let ids: Vec<u64> = self.kms.iter().map(|k| k.id).collect();
+        self.introspections.entries_per_key_manager(&ids).await
     }
 
     /// Validate `token` for an API whose key manager policy is `policy`.
@@ -263,13 +320,17 @@ impl Authenticator {
     ) -> Result<(Arc<Principal>, ValidationPath), AuthError> {
         let started = Instant::now();
         let digest = verdict::digest(token);
-        if let Some(p) = self.verdicts.get(&digest) {
-            let km = &self.kms[p.key_manager];
+        if let Some((p, idx)) = self
+            .verdicts
+            .get(&digest)
+            .and_then(|p| self.ids.get(&p.km_id).map(|&i| (p, i)))
+        {
+            let km = &self.kms[idx];
             let skew = km.config.clock_skew.as_secs();
             if p.expires_at
                 .is_none_or(|exp| exp.saturating_add(skew) >= now_secs())
             {
-                if !policy.allows(p.key_manager) {
+                if !policy.allows(idx) {
                     return Err(self.reject(km.name(), InvalidReason::KeyManagerNotAllowed));
                 }
                 self.metrics
@@ -461,7 +522,8 @@ pub fn principal_from_claims(
         .map(|f| f.max(0.0) as u64);
     let token_kind = claim_str(claims, "aut").and_then(TokenKind::from_aut);
     Ok(Principal {
-        key_manager: km.index,
+        km_id: km.id,
+        km_name: km.name_header.clone(),
         subject,
         client_id,
         scopes,

@@ -83,7 +83,8 @@ mod tests {
     fn principal(scope_bytes: usize) -> Arc<Principal> {
         let scopes = vec!["s".repeat(scope_bytes)];
         Arc::new(Principal {
-            key_manager: 0,
+            km_id: 0,
+            km_name: http::HeaderValue::from_static("km"),
             subject: None,
             client_id: None,
             scopes_header: http::HeaderValue::from_str(&scopes[0]).unwrap(),

@@ -38,6 +38,9 @@ pub struct MainFile {
     pub introspection_cache: Option<IntrospectionCacheFile>,
     pub shutdown_grace: Option<HumanDuration>,
     pub upstream_ca_file: Option<String>,
+    pub log_format: Option<String>,
+    pub upgrade_sock: Option<String>,
+    pub access_log: Option<bool>,
 }
 
 /// Names of the identity headers sent upstream.
@@ -112,7 +115,7 @@ pub struct CertificatesFile {
 
 /// The Asgardeo connector settings used by `keygate sync` (kept and validated here; the data
 /// plane does not use them).
-#[derive(Debug, Deserialize, Clone, Default)]
+#[derive(Debug, Deserialize, Clone, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorFile {
     pub roles_endpoint: Option<String>,

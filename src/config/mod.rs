@@ -117,6 +117,13 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// PEM bundle of the CAs trusted for https upstreams, instead of the system store.
     pub upstream_ca_file: Option<PathBuf>,
+    /// Log lines as JSON objects (`json`) or text (`text`, the default).
+    pub log_json: bool,
+    /// One access-log line per request (target `keygate::access`). Defaults to true.
+    pub access_log: bool,
+    /// Unix socket over which listening sockets are handed to a new process (SIGQUIT to the old
+    /// one, `run --upgrade` for the new one). Defaults to `/tmp/keygate_upgrade.sock`.
+    pub upgrade_sock: PathBuf,
 }
 
 /// Identity header names. Defaults: `X-Auth-Subject`, `X-Auth-Client-Id`, `X-Auth-Scopes`,
@@ -201,6 +208,21 @@ pub enum TokenPattern {
     Jwt(Vec<(String, regex::Regex)>),
 }
 
+impl PartialEq for TokenPattern {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Reference(a), Self::Reference(b)) => a.as_str() == b.as_str(),
+            (Self::Jwt(a), Self::Jwt(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|((ca, ra), (cb, rb))| ca == cb && ra.as_str() == rb.as_str())
+            }
+            _ => false,
+        }
+    }
+}
+
 impl TokenPattern {
     /// Does this pattern accept `token`?
     pub fn accepts(&self, token: &str) -> bool {
@@ -233,8 +255,9 @@ impl TokenPattern {
     }
 }
 
-/// A validated key manager.
-#[derive(Debug, Clone)]
+/// A validated key manager. Equality decides whether a reload keeps the running key manager
+/// (its keys, refreshers and cached verdicts).
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeyManagerConfig {
     /// Unique name; APIs list key managers by it.
     pub name: String,
@@ -339,6 +362,9 @@ impl Config {
             introspection_cache_max_entries: 100_000,
             shutdown_grace: Duration::from_secs(5),
             upstream_ca_file: None,
+            log_json: false,
+            access_log: true,
+            upgrade_sock: PathBuf::from("/tmp/keygate_upgrade.sock"),
         }
     }
 
@@ -414,6 +440,13 @@ fn load_inner(
         config.admin_listen =
             parse_addr(path, "admin_listen", l, issues).unwrap_or(config.admin_listen);
     }
+    if config.listen == config.admin_listen && config.listen.port() != 0 {
+        issues.push(
+            path,
+            "admin_listen",
+            format!("{} is also the proxy listener", config.admin_listen),
+        );
+    }
     if let Some(t) = main.threads {
         if t == 0 || t > 256 {
             issues.push(path, "threads", "must be between 1 and 256");
@@ -423,6 +456,21 @@ fn load_inner(
     }
     if let Some(g) = main.shutdown_grace {
         config.shutdown_grace = g.0;
+    }
+    match main.log_format.as_deref() {
+        None | Some("text") => {}
+        Some("json") => config.log_json = true,
+        Some(other) => issues.push(
+            path,
+            "log_format",
+            format!("{other:?} is not one of text, json"),
+        ),
+    }
+    if let Some(a) = main.access_log {
+        config.access_log = a;
+    }
+    if let Some(u) = &main.upgrade_sock {
+        config.upgrade_sock = base_dir.join(u);
     }
     if let Some(ca) = &main.upstream_ca_file {
         let p = base_dir.join(ca);

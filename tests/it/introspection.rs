@@ -259,18 +259,20 @@ async fn jwts_of_an_introspect_key_manager_are_introspected_not_self_validated()
     })
     .await;
     env.wait_ready(Duration::from_secs(10)).await;
+    // Ready means the readiness probe got an answer from the introspection endpoint.
+    assert_eq!(env.idp.introspect_calls(), 1);
     let t = env.token(&["orders:read"]);
     for _ in 0..3 {
         assert_eq!(env.get("/orders/v1/1", Some(&t)).await.status, 200);
     }
-    assert_eq!((env.idp.introspect_calls(), env.idp.jwks_calls()), (1, 0));
+    assert_eq!((env.idp.introspect_calls(), env.idp.jwks_calls()), (2, 0));
     // A JWT the provider never issued (but correctly shaped, from its issuer): inactive.
     let forged = env.idp.current_key().mint(
         serde_json::json!({}),
         &env.idp.claims("x", &["orders:read"], hour()),
     );
     assert_eq!(env.get("/orders/v1/1", Some(&forged)).await.status, 401);
-    assert_eq!(env.idp.introspect_calls(), 2);
+    assert_eq!(env.idp.introspect_calls(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,19 +306,30 @@ async fn opaque_tokens_follow_the_apis_key_manager_order_and_token_handling() {
     })
     .await;
     env.wait_ready(Duration::from_secs(10)).await;
+    let probes = second.introspect_calls();
+    assert_eq!(
+        probes, 1,
+        "the readiness probe of the introspect key manager"
+    );
     let from_second = second.mint_opaque("opaque-client", &["orders:read"], hour());
     let r = env.get("/orders/v1/1", Some(&from_second)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["headers"]["x-auth-key-manager"], "Second");
     assert_eq!(
-        (second.introspect_calls(), env.idp.introspect_calls()),
+        (
+            second.introspect_calls() - probes,
+            env.idp.introspect_calls()
+        ),
         (1, 0)
     );
     // The other API asks AsgardeoDemo first, and only it: its "inactive" is final (as WSO2).
     let r = env.get("/orders-demo-first/v1/1", Some(&from_second)).await;
     assert_eq!(r.status, 401);
     assert_eq!(
-        (second.introspect_calls(), env.idp.introspect_calls()),
+        (
+            second.introspect_calls() - probes,
+            env.idp.introspect_calls()
+        ),
         (1, 1)
     );
     drop(env);

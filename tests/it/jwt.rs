@@ -114,13 +114,17 @@ async fn verdicts_are_cached_but_scopes_are_checked_every_time() {
         .await;
     assert_eq!((verified, cached), (1.0, 5.0));
     assert_eq!(
-        env.metric(r#"keygate_requests_total{api="Orders",outcome="ok",status="200"}"#)
-            .await,
+        env.metric(
+            r#"keygate_requests_total{api="Orders",outcome="ok",resource="/{id}",status="200"}"#
+        )
+        .await,
         5.0
     );
     assert_eq!(
-        env.metric(r#"keygate_requests_total{api="Orders",outcome="900910",status="403"}"#)
-            .await,
+        env.metric(
+            r#"keygate_requests_total{api="Orders",outcome="900910",resource="/",status="403"}"#
+        )
+        .await,
         1.0
     );
     assert_eq!(env.idp.jwks_calls(), 1);

@@ -8,5 +8,6 @@ mod envoy;
 mod introspection;
 mod jwks;
 mod jwt;
+mod ops;
 mod upstream;
 mod wso2;
