@@ -366,3 +366,30 @@ async fn opaque_tokens_follow_the_apis_key_manager_order_and_token_handling() {
         "Second's pattern did not accept the token"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_introspect_key_manager_is_ready_only_when_its_endpoint_answers() {
+    let idp = DevIdp::start().await.unwrap();
+    idp.set_introspection_failure(true);
+    let env = Env::start_with_idp(idp, |c, _, _| {
+        c.key_managers[0].validation = ValidationMethod::Introspect;
+        c.key_managers[0].certificates = None;
+    })
+    .await;
+    eventually("the first probe", || env.idp.introspect_calls() >= 1).await;
+    let r = env.admin("/readyz").await;
+    assert_eq!(r.status, 503);
+    assert!(
+        r.text().contains("introspection failing: HTTP 500"),
+        "{}",
+        r.text()
+    );
+    env.idp.set_introspection_failure(false);
+    env.wait_ready(Duration::from_secs(10)).await;
+    assert_eq!(
+        env.get("/orders/v1/1", Some(&env.token(&["orders:read"])))
+            .await
+            .status,
+        200
+    );
+}

@@ -503,3 +503,169 @@ fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// A `keygate run` child process, killed when dropped; its stderr is collected.
+struct Proc {
+    child: std::process::Child,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str], config: &Path) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Proc { child, log }
+    }
+
+    fn signal(&self, sig: &str) {
+        assert!(Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Pingora's graceful upgrade: a new process started with `--upgrade` takes the listening
+/// sockets from the old one on SIGQUIT; requests never see a refused connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigquit_hands_the_sockets_to_an_upgraded_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let idp = keygate::devidp::DevIdp::start().await.unwrap();
+    let echo = keygate::echo::EchoServer::start().await.unwrap();
+    let (port, admin) = (
+        keygate::server::free_port().unwrap(),
+        keygate::server::free_port().unwrap(),
+    );
+    let config = main_config(&idp, "")
+        .replace(
+            "admin_listen: 127.0.0.1:0",
+            &format!("admin_listen: 127.0.0.1:{admin}"),
+        )
+        .replacen(
+            "listen: 127.0.0.1:0",
+            &format!("listen: 127.0.0.1:{port}"),
+            1,
+        )
+        .replace("shutdown_grace: 2s", "shutdown_grace: 1s")
+        .replace(
+            "threads: 1\n",
+            &format!(
+                "threads: 1\nupgrade_sock: {}\n",
+                d.join("upgrade.sock").display()
+            ),
+        );
+    write(&d, "keygate.yaml", &config);
+    write(&d, "apis/orders.yaml", &orders_api(&echo.url(), ""));
+    let old = Proc::spawn(&["run"], &d.join("keygate.yaml"));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let until = Instant::now() + Duration::from_secs(20);
+    while http
+        .get(format!("http://127.0.0.1:{admin}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(
+            Instant::now() < until,
+            "not ready: {:#?}",
+            old.log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let token = idp.mint("demo-client", &["orders:read"]);
+    // Load on fresh connections throughout the hand-over.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let ok = Arc::new(AtomicU64::new(0));
+    let load = tokio::spawn({
+        let (http, token, base, stop, failures, ok) = (
+            http.clone(),
+            token.clone(),
+            base.clone(),
+            stop.clone(),
+            failures.clone(),
+            ok.clone(),
+        );
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                match http
+                    .get(format!("{base}/orders/v1/1"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => failures.lock().unwrap().push(format!("{other:?}")),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    let new = Proc::spawn(&["run", "--upgrade"], &d.join("keygate.yaml"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    old.signal("-QUIT");
+    // The old process exits after Pingora's close timeout (5 s) and the grace period.
+    let mut old = old;
+    let until = Instant::now() + Duration::from_secs(20);
+    while old.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < until,
+            "the old process did not exit: {:#?}",
+            old.log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let served_before = ok.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    assert!(
+        failures.lock().unwrap().is_empty(),
+        "{:#?}\nnew: {:#?}",
+        failures.lock().unwrap(),
+        new.log.lock().unwrap()
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > served_before,
+        "the new process serves after the old one left"
+    );
+    assert!(
+        old.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("listener sockets sent")),
+        "{:#?}",
+        old.log.lock().unwrap()
+    );
+}
