@@ -108,7 +108,10 @@ impl Env {
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
-        let r = req.send().await.expect("request");
+        let r = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request failed: {e:?}"));
         Resp {
             status: r.status().as_u16(),
             headers: r.headers().clone(),
@@ -139,6 +142,19 @@ impl Env {
             })
             .map(|v| v.trim().parse().unwrap())
             .unwrap_or(0.0)
+    }
+
+    /// Wait until a sample reaches `want`: request counters are recorded in Pingora's logging
+    /// phase, after the client already has its response.
+    pub async fn metric_reaches(&self, sample: &str, want: f64) -> f64 {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let v = self.metric(sample).await;
+            if v >= want || Instant::now() > until {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// A token from the provider's current key for `demo-client`.

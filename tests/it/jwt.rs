@@ -114,15 +114,17 @@ async fn verdicts_are_cached_but_scopes_are_checked_every_time() {
         .await;
     assert_eq!((verified, cached), (1.0, 5.0));
     assert_eq!(
-        env.metric(
-            r#"keygate_requests_total{api="Orders",outcome="ok",resource="/{id}",status="200"}"#
+        env.metric_reaches(
+            r#"keygate_requests_total{api="Orders",outcome="ok",resource="/{id}",status="200"}"#,
+            5.0
         )
         .await,
         5.0
     );
     assert_eq!(
-        env.metric(
-            r#"keygate_requests_total{api="Orders",outcome="900910",resource="/",status="403"}"#
+        env.metric_reaches(
+            r#"keygate_requests_total{api="Orders",outcome="900910",resource="/",status="403"}"#,
+            1.0
         )
         .await,
         1.0

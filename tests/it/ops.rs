@@ -38,6 +38,11 @@ async fn metrics_cover_requests_validation_keys_upstream_and_build() {
         assert_eq!(env.get("/orders/v1/1", Some(&t)).await.status, 200);
     }
     assert_eq!(env.get("/orders/v1/1", None).await.status, 401);
+    env.metric_reaches(
+        r#"keygate_requests_total{api="Orders",outcome="900902",resource="/{id}",status="401"}"#,
+        1.0,
+    )
+    .await;
     let text = env.admin("/metrics").await.text();
     for sample in [
         r#"keygate_requests_total{api="Orders",outcome="ok",resource="/{id}",status="200"} 3"#,

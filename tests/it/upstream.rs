@@ -119,8 +119,9 @@ async fn upstream_down_is_502_and_slow_is_504() {
         200
     );
     assert_eq!(
-        env.metric(
-            r#"keygate_requests_total{api="Down",outcome="101503",resource="/{id}",status="502"}"#
+        env.metric_reaches(
+            r#"keygate_requests_total{api="Down",outcome="101503",resource="/{id}",status="502"}"#,
+            1.0
         )
         .await,
         1.0
