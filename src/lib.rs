@@ -30,6 +30,7 @@ pub mod auth;
 pub mod authz;
 pub mod catalog;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod devidp;
 pub mod echo;

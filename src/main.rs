@@ -43,6 +43,20 @@ enum Command {
     /// Start an embedded identity provider, an echo upstream and the proxy on loopback, and print
     /// curl commands to try.
     Demo,
+    /// Put the APIs' scopes (and role bindings) into Asgardeo, for every key manager with a
+    /// `connector` block. Exit 0 when in sync or applied, 1 on error, 2 when --dry-run finds
+    /// changes.
+    Sync {
+        /// Main configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Print the plan; make no write call.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete scopes of the global resource that no API declares (except protected_scopes).
+        #[arg(long)]
+        prune: bool,
+    },
     /// Read an OpenID Connect discovery document and print a key manager block for
     /// config/keygate.yaml (like the WSO2 Admin Portal's Import button).
     ImportKm {
@@ -55,6 +69,36 @@ enum Command {
         #[arg(long = "type", value_parser = ["asgardeo", "oidc"])]
         kind: Option<String>,
     },
+}
+
+fn sync(config: &std::path::Path, dry_run: bool, prune: bool) -> Result<ExitCode> {
+    let config = load(config)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let opts = keygate::control::SyncOptions { dry_run, prune };
+    let reports = rt
+        .block_on(keygate::control::sync(&config, opts))
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut pending = false;
+    for r in &reports {
+        let verb = if dry_run { "plan" } else { "applied" };
+        let writes = r.changes.iter().filter(|c| c.writes()).count();
+        println!(
+            "key manager {}: {verb}: {} change(s)",
+            r.key_manager, writes
+        );
+        for c in &r.changes {
+            println!("  {c}");
+        }
+        println!("  calls: {}", r.calls.join(", "));
+        pending |= dry_run && writes > 0;
+    }
+    Ok(if pending {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn import_km(url: &str, name: Option<&str>, kind: Option<&str>) -> Result<()> {
@@ -165,6 +209,17 @@ fn main() -> ExitCode {
             keygate::demo::run().map_err(|e| anyhow!(e))
         }
         Command::ImportKm { url, name, kind } => import_km(&url, name.as_deref(), kind.as_deref()),
+        Command::Sync {
+            config,
+            dry_run,
+            prune,
+        } => {
+            init_logging(false);
+            match sync(&config, dry_run, prune) {
+                Ok(code) => return code,
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

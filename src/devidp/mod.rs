@@ -11,6 +11,7 @@
 //! answered.
 
 pub mod keys;
+pub mod management;
 
 use crate::loopback::{self, Served};
 use base64::engine::general_purpose::STANDARD;
@@ -70,6 +71,7 @@ struct State {
     down: AtomicBool,
     introspection_fails: AtomicBool,
     ignore_expiry: AtomicBool,
+    management: management::Management,
     delay_ms: AtomicU64,
     kid_seq: AtomicU64,
 }
@@ -117,6 +119,12 @@ impl DevIdp {
                     "opaque-client".to_string(),
                     ("opaque-secret".to_string(), TokenFormat::Opaque),
                 ),
+                // The management app of `keygate sync` (Asgardeo: a Standard-Based app
+                // authorized for the API Resource Management and SCIM2 Roles APIs).
+                (
+                    "mgmt-client".to_string(),
+                    ("mgmt-secret".to_string(), TokenFormat::Jwt),
+                ),
             ])),
             issued: RwLock::new(HashMap::new()),
             revoked: RwLock::new(std::collections::HashSet::new()),
@@ -124,6 +132,7 @@ impl DevIdp {
             down: AtomicBool::new(false),
             introspection_fails: AtomicBool::new(false),
             ignore_expiry: AtomicBool::new(false),
+            management: management::Management::default(),
             delay_ms: AtomicU64::new(0),
             kid_seq: AtomicU64::new(1),
         });
@@ -201,6 +210,21 @@ impl DevIdp {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.into(), (secret.into(), format));
+    }
+
+    /// The management APIs (API resources, SCIM2 roles): state, calls, switches.
+    pub fn management(&self) -> &management::Management {
+        &self.state.management
+    }
+
+    /// The API Resource Management endpoint.
+    pub fn api_resources_url(&self) -> String {
+        format!("{}/api/server/v1/api-resources", self.tenant_url())
+    }
+
+    /// The SCIM2 Roles endpoint.
+    pub fn roles_url(&self) -> String {
+        format!("{}/scim2/v2/Roles", self.tenant_url())
     }
 
     /// The introspection endpoint.
@@ -457,6 +481,25 @@ async fn handle(s: &State, req: hyper::Request<hyper::body::Incoming>) -> Respon
     }
     if s.down.load(Ordering::SeqCst) {
         return loopback::json(503, &json!({"error": "temporarily_unavailable"}));
+    }
+    if rest.starts_with("/api/server/v1/api-resources") || rest.starts_with("/scim2/v2/Roles") {
+        // A management token: one this provider issued, with its granted scopes.
+        let granted = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|t| {
+                s.issued
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&digest(t))
+                    .cloned()
+            })
+            .filter(|i| i.exp > now())
+            .map(|i| i.scope.split_whitespace().map(str::to_string).collect());
+        let rest = rest.to_string();
+        return s.management.handle(&rest, granted, req).await;
     }
     match (req.method().as_str(), rest) {
         ("GET", "/oauth2/jwks") => loopback::json(200, &jwks_doc(s)),

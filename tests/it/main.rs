@@ -9,5 +9,6 @@ mod introspection;
 mod jwks;
 mod jwt;
 mod ops;
+mod sync;
 mod upstream;
 mod wso2;
