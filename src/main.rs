@@ -57,6 +57,19 @@ enum Command {
         #[arg(long)]
         prune: bool,
     },
+    /// Run the embedded Asgardeo-shaped identity provider alone (for load tests and trying
+    /// things by hand), optionally writing its JWKS and token pools to a folder.
+    Devidp {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9443")]
+        listen: std::net::SocketAddr,
+        /// Folder for jwks.json, idp.env and token pools.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Size of the large token pools.
+        #[arg(long, default_value_t = 10_000)]
+        tokens: usize,
+    },
     /// Read an OpenID Connect discovery document and print a key manager block for
     /// config/keygate.yaml (like the WSO2 Admin Portal's Import button).
     ImportKm {
@@ -209,6 +222,14 @@ fn main() -> ExitCode {
             keygate::demo::run().map_err(|e| anyhow!(e))
         }
         Command::ImportKm { url, name, kind } => import_km(&url, name.as_deref(), kind.as_deref()),
+        Command::Devidp {
+            listen,
+            out,
+            tokens,
+        } => {
+            init_logging(false);
+            keygate::devidp::run_standalone(listen, out.as_deref(), tokens).map_err(|e| anyhow!(e))
+        }
         Command::Sync {
             config,
             dry_run,

@@ -46,9 +46,14 @@ fn parse_yaml(
     }
 }
 
-/// Is `dir` an apictl API project?
+/// Is `dir` an apictl API project? Its `api.yaml` (or `Meta-information/api.yaml`) has the
+/// export's top-level `data:` mapping; a native definition that happens to be named `api.yaml`
+/// does not.
 pub fn is_project(dir: &Path) -> bool {
-    dir.join("api.yaml").is_file() || dir.join("Meta-information/api.yaml").is_file()
+    ["api.yaml", "Meta-information/api.yaml"].iter().any(|f| {
+        std::fs::read_to_string(dir.join(f))
+            .is_ok_and(|t| t.lines().any(|l| l.trim_end() == "data:"))
+    })
 }
 
 /// Does this YAML/JSON document look like an OpenAPI definition with WSO2 extensions?

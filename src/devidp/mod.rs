@@ -615,3 +615,66 @@ async fn introspect(
         }),
     )
 }
+
+/// `keygate devidp`: run the provider alone on `listen` until SIGINT/SIGTERM. With `out`, write
+/// its JWKS (`jwks.json`), its endpoints (`idp.env`) and token pools of `count` and of 1 token
+/// (`rs256-<n>.txt`, `es256-<n>.txt`, `opaque-<n>.txt`, scope `orders:read`, valid 2 h) for
+/// load tests.
+pub fn run_standalone(
+    listen: SocketAddr,
+    out: Option<&std::path::Path>,
+    count: usize,
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let idp = DevIdp::start_with(listen, DEFAULT_ORG).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        if let Some(dir) = out {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            let w = |name: &str, text: String| std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"));
+            w("jwks.json", idp.jwks().to_string())?;
+            w(
+                "idp.env",
+                format!(
+                    "IDP_ISSUER={}\nIDP_JWKS={}\nIDP_INTROSPECT={}\nIDP_TOKEN={}\nIDP_BASE={}\nIDP_ORG={}\n",
+                    idp.issuer(),
+                    idp.jwks_url(),
+                    idp.introspection_url(),
+                    idp.token_url(),
+                    idp.base_url(),
+                    idp.org()
+                ),
+            )?;
+            let ttl = Duration::from_secs(7200);
+            let es = idp.key("es256-1").ok_or("no ES256 key")?;
+            for n in [1, count] {
+                let mut rs = String::new();
+                let mut ec = String::new();
+                let mut op = String::new();
+                for i in 0..n {
+                    let mut claims = idp.claims(&format!("app-{i}"), &["orders:read"], ttl);
+                    claims["jti"] = json!(format!("bench-{n}-{i}"));
+                    rs.push_str(&idp.mint_claims(&claims));
+                    rs.push('\n');
+                    ec.push_str(&es.mint(json!({}), &claims));
+                    ec.push('\n');
+                    op.push_str(&idp.mint_opaque(&format!("app-{i}"), &["orders:read"], ttl));
+                    op.push('\n');
+                }
+                w(&format!("rs256-{n}.txt"), rs)?;
+                w(&format!("es256-{n}.txt"), ec)?;
+                w(&format!("opaque-{n}.txt"), op)?;
+            }
+        }
+        println!("keygate devidp: issuer {} (JWKS {}, introspection {})", idp.issuer(), idp.jwks_url(), idp.introspection_url());
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok(())
+    })
+}

@@ -190,3 +190,13 @@ fn asgardeo_endpoints_default_from_the_organization() {
         "https://eu.asgardeo.example/t/beta/oauth2/token"
     );
 }
+
+#[test]
+fn a_native_file_named_api_yaml_is_not_an_apictl_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "k.yaml", "apis: [apis]\n");
+    write(d, "apis/api.yaml", "name: Api\ncontext: /api\nversion: v1\nupstream: http://127.0.0.1:9\nresources: [{verb: GET, target: /}]\n");
+    let c = Config::load_with_env(&d.join("k.yaml"), |_| None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.apis[0].name, "Api");
+}
