@@ -117,6 +117,9 @@ async fn write_rejection(
         resp.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
     }
     if close {
+        // Pingora writes the Connection header from the session's keep-alive state: turn it off
+        // so the client is told, rather than finding a closed socket on its next request.
+        session.set_keepalive(None);
         resp.insert_header(http::header::CONNECTION, "close")?;
     }
     session.write_response_header(Box::new(resp), false).await?;

@@ -68,7 +68,7 @@ pub async fn fetch(
     url: &url::Url,
     timeout: Duration,
 ) -> Result<Discovered, String> {
-    let mut resp = http
+    let resp = http
         .get(url.clone())
         .timeout(timeout)
         .header(http::header::ACCEPT, "application/json")
@@ -78,17 +78,7 @@ pub async fn fetch(
     if !resp.status().is_success() {
         return Err(format!("HTTP {}", resp.status().as_u16()));
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| format!("reading body: {e}"))?
-    {
-        if body.len() + chunk.len() > MAX_BYTES {
-            return Err("discovery document too large".to_string());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = super::read_capped(resp, MAX_BYTES, "discovery document").await?;
     Discovered::parse(&body)
 }
 

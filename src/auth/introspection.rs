@@ -359,7 +359,7 @@ impl Introspector {
 }
 
 async fn fetch(req: reqwest::RequestBuilder) -> Result<IntrospectionResponse, String> {
-    let mut resp = req
+    let resp = req
         .send()
         .await
         .map_err(|e| format!("request failed: {e}"))?;
@@ -368,23 +368,7 @@ async fn fetch(req: reqwest::RequestBuilder) -> Result<IntrospectionResponse, St
         // 401/403 mean our own credentials are wrong: an outage of ours, not the caller's fault.
         return Err(format!("HTTP {}", status.as_u16()));
     }
-    if resp
-        .content_length()
-        .is_some_and(|n| n as usize > MAX_RESPONSE_BYTES)
-    {
-        return Err("introspection response too large".to_string());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| format!("reading body: {e}"))?
-    {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err("introspection response too large".to_string());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = super::read_capped(resp, MAX_RESPONSE_BYTES, "introspection response").await?;
     serde_json::from_slice(&body).map_err(|e| format!("undecodable response: {e}"))
 }
 

@@ -254,7 +254,7 @@ async fn download(
     url: url::Url,
     timeout: Duration,
 ) -> Result<Vec<u8>, String> {
-    let mut resp = http
+    let resp = http
         .get(url)
         .timeout(timeout)
         .header(http::header::ACCEPT, "application/json")
@@ -264,22 +264,5 @@ async fn download(
     if !resp.status().is_success() {
         return Err(format!("HTTP {}", resp.status().as_u16()));
     }
-    if resp
-        .content_length()
-        .is_some_and(|n| n as usize > MAX_JWKS_BYTES)
-    {
-        return Err("JWKS document too large".to_string());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| format!("reading body: {e}"))?
-    {
-        if body.len() + chunk.len() > MAX_JWKS_BYTES {
-            return Err("JWKS document too large".to_string());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    super::read_capped(resp, MAX_JWKS_BYTES, "JWKS document").await
 }

@@ -83,32 +83,26 @@ impl KeyManager {
     ) -> Result<Self, String> {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let keys = match &config.certificates {
-            Some(Certificates::Pem(text)) => KeySource::Static(Arc::new(KeySet::from_pem(text)?)),
-            Some(Certificates::Jwks(url)) => KeySource::Jwks(Arc::new(JwksStore::new(
+        let jwks = |url: Option<url::Url>| {
+            KeySource::Jwks(Arc::new(JwksStore::new(
                 &config.name,
-                Some(url.clone()),
+                url,
                 http.clone(),
                 config.http_timeout,
                 bg.clone(),
                 config.jwks_min_refresh_interval,
                 config.unknown_kid_ttl,
                 metrics.clone(),
-            ))),
+            )))
+        };
+        let keys = match &config.certificates {
+            Some(Certificates::Pem(text)) => KeySource::Static(Arc::new(KeySet::from_pem(text)?)),
+            Some(Certificates::Jwks(url)) => jwks(Some(url.clone())),
             // Discovery will say where the JWKS is.
             None if config.well_known_endpoint.is_some()
                 && config.validation == ValidationMethod::SelfValidateJwt =>
             {
-                KeySource::Jwks(Arc::new(JwksStore::new(
-                    &config.name,
-                    None,
-                    http.clone(),
-                    config.http_timeout,
-                    bg.clone(),
-                    config.jwks_min_refresh_interval,
-                    config.unknown_kid_ttl,
-                    metrics.clone(),
-                )))
+                jwks(None)
             }
             None => KeySource::None,
         };

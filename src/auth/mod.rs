@@ -141,6 +141,30 @@ impl KmPolicy {
     }
 }
 
+/// Read a provider's response body, refusing more than `max` bytes (whatever Content-Length
+/// claims): JWKS, discovery and introspection answers are bounded.
+pub(crate) async fn read_capped(
+    mut resp: reqwest::Response,
+    max: usize,
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|n| n as usize > max) {
+        return Err(format!("{what} too large"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading body: {e}"))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(format!("{what} too large"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Initial delay between start-up fetch attempts (doubles up to 30 s).
 pub const STARTUP_BACKOFF: Duration = Duration::from_secs(1);
 

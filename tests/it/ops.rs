@@ -225,75 +225,11 @@ async fn the_process_reloads_on_sighup_and_drains_on_sigterm() {
     let d = dir.path().to_path_buf();
     let idp = keygate::devidp::DevIdp::start().await.unwrap();
     let echo = keygate::echo::EchoServer::start().await.unwrap();
-    let (port, admin) = (
-        keygate::server::free_port().unwrap(),
-        keygate::server::free_port().unwrap(),
-    );
-    let config = main_config(&idp, "")
-        .replace(
-            "admin_listen: 127.0.0.1:0",
-            &format!("admin_listen: 127.0.0.1:{admin}"),
-        )
-        .replacen(
-            "listen: 127.0.0.1:0",
-            &format!("listen: 127.0.0.1:{port}"),
-            1,
-        )
-        .replace(
-            "threads: 1\n",
-            &format!(
-                "threads: 1\nupgrade_sock: {}\n",
-                d.join("upgrade.sock").display()
-            ),
-        );
-    write(&d, "keygate.yaml", &config);
-    write(&d, "apis/orders.yaml", &orders_api(&echo.url(), ""));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
-        .args(["run", "--config"])
-        .arg(d.join("keygate.yaml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let pid = child.id();
-    // Kill the child if the test fails half-way (else its stderr reader never ends).
-    struct Kill(u32);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &self.0.to_string()])
-                .status();
-        }
-    }
-    let _guard = Kill(pid);
-    let collected = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let sink = collected.clone();
-    let log = tokio::task::spawn_blocking(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+    let (config, port, admin) = process_config(&d, &idp, &echo, "2s");
+    let mut child = Proc::spawn(&["run"], &config);
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = http
-            .get(format!("http://127.0.0.1:{admin}/readyz"))
-            .send()
-            .await
-        {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < until,
-            "keygate did not become ready: {:#?}",
-            collected.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    child.wait_ready(&http, admin).await;
     let token = idp.mint("demo-client", &["orders:read"]);
     assert_eq!(
         http.get(format!("{base}/orders/v1/1"))
@@ -322,11 +258,7 @@ async fn the_process_reloads_on_sighup_and_drains_on_sigterm() {
             "  - {verb: GET, target: /open, auth_type: None}\n",
         ),
     );
-    assert!(Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    child.signal("-HUP");
     let until = Instant::now() + Duration::from_secs(10);
     while http
         .get(format!("{base}/orders/v1/open"))
@@ -352,21 +284,14 @@ async fn the_process_reloads_on_sighup_and_drains_on_sigterm() {
         }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    child.signal("-TERM");
     assert_eq!(
         slow.await
             .unwrap()
             .expect("the in-flight request completes"),
         200
     );
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = tokio::task::block_in_place(|| child.child.wait()).unwrap();
     assert!(status.success(), "{status:?}");
     // New connections are refused after shutdown.
     assert!(http
@@ -375,8 +300,7 @@ async fn the_process_reloads_on_sighup_and_drains_on_sigterm() {
         .await
         .is_err());
 
-    log.await.unwrap();
-    let lines = collected.lock().unwrap().clone();
+    let lines = child.finish_log();
     let access: Vec<serde_json::Value> = lines
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -509,10 +433,45 @@ fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
+/// A config for a `keygate run` process on free fixed ports: (path, proxy port, admin port).
+fn process_config(
+    d: &Path,
+    idp: &keygate::devidp::DevIdp,
+    echo: &keygate::echo::EchoServer,
+    grace: &str,
+) -> (std::path::PathBuf, u16, u16) {
+    let (port, admin) = (
+        keygate::server::free_port().unwrap(),
+        keygate::server::free_port().unwrap(),
+    );
+    let config = main_config(idp, "")
+        .replace(
+            "admin_listen: 127.0.0.1:0",
+            &format!("admin_listen: 127.0.0.1:{admin}"),
+        )
+        .replacen(
+            "listen: 127.0.0.1:0",
+            &format!("listen: 127.0.0.1:{port}"),
+            1,
+        )
+        .replace("shutdown_grace: 2s", &format!("shutdown_grace: {grace}"))
+        .replace(
+            "threads: 1\n",
+            &format!(
+                "threads: 1\nupgrade_sock: {}\n",
+                d.join("upgrade.sock").display()
+            ),
+        );
+    write(d, "keygate.yaml", &config);
+    write(d, "apis/orders.yaml", &orders_api(&echo.url(), ""));
+    (d.join("keygate.yaml"), port, admin)
+}
+
 /// A `keygate run` child process, killed when dropped; its stderr is collected.
 struct Proc {
     child: std::process::Child,
     log: Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -528,12 +487,43 @@ impl Proc {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
-        Proc { child, log }
+        Proc {
+            child,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// Poll the admin listener until /readyz says ready.
+    async fn wait_ready(&self, http: &reqwest::Client, admin: u16) {
+        let until = Instant::now() + Duration::from_secs(20);
+        while http
+            .get(format!("http://127.0.0.1:{admin}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            assert!(
+                Instant::now() < until,
+                "not ready: {:#?}",
+                self.log.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every stderr line, once the process has exited.
+    fn finish_log(&mut self) -> Vec<String> {
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.log.lock().unwrap().clone()
     }
 
     fn signal(&self, sig: &str) {
@@ -560,51 +550,14 @@ async fn sigquit_hands_the_sockets_to_an_upgraded_process() {
     let d = dir.path().to_path_buf();
     let idp = keygate::devidp::DevIdp::start().await.unwrap();
     let echo = keygate::echo::EchoServer::start().await.unwrap();
-    let (port, admin) = (
-        keygate::server::free_port().unwrap(),
-        keygate::server::free_port().unwrap(),
-    );
-    let config = main_config(&idp, "")
-        .replace(
-            "admin_listen: 127.0.0.1:0",
-            &format!("admin_listen: 127.0.0.1:{admin}"),
-        )
-        .replacen(
-            "listen: 127.0.0.1:0",
-            &format!("listen: 127.0.0.1:{port}"),
-            1,
-        )
-        .replace("shutdown_grace: 2s", "shutdown_grace: 1s")
-        .replace(
-            "threads: 1\n",
-            &format!(
-                "threads: 1\nupgrade_sock: {}\n",
-                d.join("upgrade.sock").display()
-            ),
-        );
-    write(&d, "keygate.yaml", &config);
-    write(&d, "apis/orders.yaml", &orders_api(&echo.url(), ""));
-    let old = Proc::spawn(&["run"], &d.join("keygate.yaml"));
+    let (config, port, admin) = process_config(&d, &idp, &echo, "1s");
+    let old = Proc::spawn(&["run"], &config);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let until = Instant::now() + Duration::from_secs(20);
-    while http
-        .get(format!("http://127.0.0.1:{admin}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(
-            Instant::now() < until,
-            "not ready: {:#?}",
-            old.log.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    old.wait_ready(&http, admin).await;
     let token = idp.mint("demo-client", &["orders:read"]);
     // Load on fresh connections throughout the hand-over.
     let stop = Arc::new(AtomicBool::new(false));
@@ -636,7 +589,7 @@ async fn sigquit_hands_the_sockets_to_an_upgraded_process() {
             }
         }
     });
-    let new = Proc::spawn(&["run", "--upgrade"], &d.join("keygate.yaml"));
+    let new = Proc::spawn(&["run", "--upgrade"], &config);
     tokio::time::sleep(Duration::from_millis(500)).await;
     old.signal("-QUIT");
     // The old process exits after Pingora's close timeout (5 s) and the grace period.

@@ -238,3 +238,23 @@ async fn https_upstreams_verify_against_the_configured_ca() {
         r.text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_announce_connection_close() {
+    let closed = free_port().unwrap();
+    let env = Env::start_with(|c, _, _| {
+        c.apis[0].upstream = parse_upstream(&format!("http://127.0.0.1:{closed}")).unwrap()
+    })
+    .await;
+    env.wait_ready(Duration::from_secs(10)).await;
+    let t = env.token(&["orders:read"]);
+    let (status, raw) = crate::jwt::raw_get_keepalive(&env, "/orders/v1/1", &t).await;
+    assert_eq!(status, 502, "{raw}");
+    assert!(
+        raw.to_ascii_lowercase().contains("connection: close"),
+        "{raw}"
+    );
+    for _ in 0..20 {
+        assert_eq!(env.get("/orders/v1/1", Some(&t)).await.status, 502);
+    }
+}
