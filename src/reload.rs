@@ -26,6 +26,8 @@ pub struct Reloader {
     pub bg: tokio::runtime::Handle,
     /// The main config file.
     pub path: PathBuf,
+    /// One reload at a time (SIGHUP and --watch may fire together).
+    pub lock: Arc<std::sync::Mutex<()>>,
 }
 
 /// Why a reload did not happen.
@@ -42,6 +44,7 @@ pub enum ReloadError {
 impl Reloader {
     /// Load, validate, build, swap.
     pub fn reload(&self) -> Result<(), ReloadError> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let result = self.try_reload();
         let label = if result.is_ok() { "ok" } else { "error" };
         self.metrics

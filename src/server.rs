@@ -30,6 +30,8 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     /// Background runtime driving provider I/O.
     pub background: tokio::runtime::Runtime,
+    /// Serialises reloads.
+    pub reload_lock: Arc<std::sync::Mutex<()>>,
 }
 
 impl Parts {
@@ -40,6 +42,7 @@ impl Parts {
             metrics: self.metrics.clone(),
             bg: self.background.handle().clone(),
             path,
+            lock: self.reload_lock.clone(),
         }
     }
 }
@@ -59,6 +62,7 @@ pub fn build_parts(config: Config) -> Result<Parts, String> {
         runtime: Arc::new(ArcSwap::from_pointee(runtime)),
         metrics,
         background,
+        reload_lock: Arc::new(std::sync::Mutex::new(())),
     })
 }
 
@@ -158,6 +162,7 @@ pub struct RunningProxy {
     shutdown: Arc<tokio::sync::Notify>,
     thread: Option<std::thread::JoinHandle<()>>,
     background: Option<tokio::runtime::Runtime>,
+    reload_lock: Arc<std::sync::Mutex<()>>,
 }
 
 impl RunningProxy {
@@ -199,6 +204,7 @@ impl RunningProxy {
             shutdown,
             thread: Some(thread),
             background: Some(parts.background),
+            reload_lock: parts.reload_lock,
         })
     }
 
@@ -224,6 +230,7 @@ impl RunningProxy {
             metrics: self.metrics.clone(),
             bg: self.background.as_ref().expect("running").handle().clone(),
             path: self.runtime.load().config.source.clone(),
+            lock: self.reload_lock.clone(),
         }
     }
 

@@ -221,7 +221,10 @@ impl Introspector {
             .post((*endpoint).clone())
             .timeout(self.timeout)
             .header(http::header::ACCEPT, "application/json");
-        let mut form = vec![("token", token.to_string())];
+        let mut form = vec![
+            ("token", token.to_string()),
+            ("token_type_hint", "access_token".to_string()),
+        ];
         match self.auth {
             ClientAuth::Basic => req = req.basic_auth(&self.client_id, Some(&self.client_secret)),
             ClientAuth::Post => {
@@ -282,6 +285,13 @@ impl Introspector {
     /// Turn a response into a principal and its cache TTL, or say why it is inactive.
     pub fn judge(&self, r: &IntrospectionResponse) -> Result<(Principal, Duration), InactiveWhy> {
         if !r.active {
+            return Err(InactiveWhy::Provider);
+        }
+        // A refresh token is active too (WSO2 IS answers token_type "Refresh"); it is not a
+        // bearer credential for APIs.
+        if r.token_type.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case("refresh") || t.eq_ignore_ascii_case("refresh_token")
+        }) {
             return Err(InactiveWhy::Provider);
         }
         let now = now_secs();
@@ -362,7 +372,7 @@ async fn fetch(req: reqwest::RequestBuilder) -> Result<IntrospectionResponse, St
     let resp = req
         .send()
         .await
-        .map_err(|e| format!("request failed: {e}"))?;
+        .map_err(|e| format!("request failed: {}", e.without_url()))?;
     let status = resp.status();
     if !status.is_success() {
         // 401/403 mean our own credentials are wrong: an outage of ours, not the caller's fault.
@@ -519,5 +529,86 @@ impl IntrospectionCache {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Certificates, KeyManagerConfig, Secret};
+
+    fn introspector(audiences: &[&str]) -> (tokio::runtime::Runtime, Introspector) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut c =
+            KeyManagerConfig::self_validating("km", "https://i", Certificates::Pem(String::new()));
+        c.introspection_endpoint = Some("https://i/introspect".parse().unwrap());
+        c.client_id = Some("id".into());
+        c.client_secret = Some(Secret::new("s"));
+        c.clock_skew = Duration::ZERO;
+        c.audiences = audiences.iter().map(|s| s.to_string()).collect();
+        let i = Introspector::new(
+            7,
+            &c,
+            reqwest::Client::new(),
+            rt.handle().clone(),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        (rt, i)
+    }
+
+    fn active(extra: serde_json::Value) -> IntrospectionResponse {
+        let mut v = serde_json::json!({"active": true, "scope": "a b", "client_id": "c", "exp": now_secs() + 60});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn judge_refuses_refresh_expired_and_foreign_audience() {
+        let (_rt, i) = introspector(&[]);
+        let (p, ttl) = i.judge(&active(serde_json::json!({}))).unwrap();
+        assert_eq!(
+            (p.scopes.clone(), p.km_id),
+            (vec!["a".to_string(), "b".to_string()], 7)
+        );
+        assert!(ttl <= Duration::from_secs(60) && ttl > Duration::from_secs(50));
+        assert_eq!(
+            i.judge(&active(serde_json::json!({"token_type": "Refresh"})))
+                .unwrap_err(),
+            InactiveWhy::Provider
+        );
+        assert!(i
+            .judge(&active(serde_json::json!({"token_type": "Bearer"})))
+            .is_ok());
+        assert_eq!(
+            i.judge(&active(serde_json::json!({"exp": now_secs() - 1})))
+                .unwrap_err(),
+            InactiveWhy::Expired
+        );
+        assert_eq!(
+            i.judge(&active(serde_json::json!({"nbf": now_secs() + 60})))
+                .unwrap_err(),
+            InactiveWhy::NotYetValid
+        );
+        assert_eq!(
+            i.judge(&active(serde_json::json!({"active": false})))
+                .unwrap_err(),
+            InactiveWhy::Provider
+        );
+        let (_rt2, strict) = introspector(&["api"]);
+        assert_eq!(
+            strict
+                .judge(&active(serde_json::json!({"aud": "other"})))
+                .unwrap_err(),
+            InactiveWhy::Audience
+        );
+        assert!(strict
+            .judge(&active(serde_json::json!({"aud": ["x", "api"]})))
+            .is_ok());
     }
 }

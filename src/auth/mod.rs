@@ -301,6 +301,20 @@ impl Authenticator {
                         km = again;
                     }
                 }
+                if km.config.validation == ValidationMethod::Introspect {
+                    // Keep readiness current without depending on user traffic: a failed call
+                    // marks the key manager not ready until a later call or probe answers.
+                    let weak3 = weak.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            let Some(km) = weak3.upgrade() else { return };
+                            if let Some(i) = &km.introspector {
+                                let _ = i.call(introspection::PROBE_TOKEN).await;
+                            }
+                        }
+                    });
+                }
                 if let KeySource::Jwks(store) = &km.keys {
                     let store = Arc::downgrade(store);
                     let interval = km.config.jwks_refresh_interval;
@@ -313,6 +327,10 @@ impl Authenticator {
 
     /// The key manager whose (configured or discovered) issuer is `iss`.
     fn by_issuer(&self, iss: &str) -> Option<usize> {
+        if iss.is_empty() {
+            // A key manager waiting for its discovery document has an empty issuer too.
+            return None;
+        }
         self.by_issuer.get(iss).copied().or_else(|| {
             self.kms
                 .iter()

@@ -131,10 +131,14 @@ impl Client {
                     text.chars().take(300).collect::<String>()
                 )));
             }
-            return Ok(if text.trim().is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&text).unwrap_or(Value::Null)
+            if text.trim().is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text).map_err(|e| {
+                SyncError::Http(format!(
+                    "{method} {}: the answer is not JSON: {e}",
+                    path_of(url)
+                ))
             });
         }
         Err(SyncError::Http(format!(
@@ -305,18 +309,39 @@ impl Client {
         Ok(Self::role_of(&full))
     }
 
-    /// Every role (SCIM2 search without a filter), with permissions.
+    /// Every role (SCIM2 search without a filter, paged), each read with `GET` so that its
+    /// permissions are complete (list results may leave them out).
     pub async fn all_roles(&mut self, base: &str) -> Result<Vec<RemoteRole>, SyncError> {
-        let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]});
-        let v = self
-            .call(http::Method::POST, &format!("{base}/.search"), Some(body))
-            .await?;
-        Ok(v["Resources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Self::role_of)
-            .collect())
+        const PAGE: usize = 100;
+        let mut ids = Vec::new();
+        let mut start = 1;
+        loop {
+            let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "startIndex": start, "count": PAGE});
+            let v = self
+                .call(http::Method::POST, &format!("{base}/.search"), Some(body))
+                .await?;
+            let page: Vec<String> = v["Resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["id"].as_str().map(str::to_string))
+                .collect();
+            let total = v["totalResults"].as_u64().unwrap_or(0) as usize;
+            let n = page.len();
+            ids.extend(page);
+            if n < PAGE || ids.len() >= total {
+                break;
+            }
+            start += n;
+        }
+        let mut roles = Vec::with_capacity(ids.len());
+        for id in ids {
+            let full = self
+                .call(http::Method::GET, &format!("{base}/{id}"), None)
+                .await?;
+            roles.extend(Self::role_of(&full));
+        }
+        Ok(roles)
     }
 
     /// Create a role with permissions.

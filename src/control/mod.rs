@@ -369,13 +369,10 @@ async fn sync_one(
         }
     }
 
-    // Roles: each bound role carries exactly its bound scopes among the managed ones.
-    let managed: BTreeSet<String> = d
-        .scopes
-        .keys()
-        .cloned()
-        .chain(remote.iter().map(|s| s.name.clone()))
-        .collect();
+    // Roles: each bound role carries exactly its bound scopes among the scopes the APIs declare.
+    // Orphaned and protected scopes in roles are left alone (only --prune touches orphans, and
+    // only in the resource).
+    let managed: BTreeSet<String> = d.scopes.keys().cloned().collect();
     let mut role_updates: Vec<(RemoteRole, Vec<(String, String)>)> = Vec::new();
     let mut role_creates: Vec<(String, Vec<(String, String)>)> = Vec::new();
     if let Some(roles_base) = c

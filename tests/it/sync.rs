@@ -110,7 +110,7 @@ async fn first_sync_creates_then_nothing_then_only_the_difference() {
             "POST /scim2/v2/Roles",
         ]
     );
-    // Nothing changed: no write call, three reads.
+    // Nothing changed: no write call; reads only (each role is read whole).
     let before = m.calls().len();
     let changes = run(d, false, false).await;
     assert_eq!(
@@ -118,7 +118,9 @@ async fn first_sync_creates_then_nothing_then_only_the_difference() {
         vec![
             "GET /api/server/v1/api-resources",
             "GET /api/server/v1/api-resources/res-0/scopes",
-            "POST /scim2/v2/Roles/.search"
+            "POST /scim2/v2/Roles/.search",
+            "GET /scim2/v2/Roles/role-1",
+            "GET /scim2/v2/Roles/role-2",
         ]
     );
     assert!(changes.iter().all(|c| !c.writes()), "{changes:?}");
@@ -163,7 +165,7 @@ async fn prune_deletes_only_unprotected_orphans_and_dry_run_writes_nothing() {
         &[("legacy:x", "old"), ("admin:keep", "hand-made")],
     );
     // A role carrying a scope of another API resource keeps it.
-    m.add_role("manager", &["other:scope"]);
+    m.add_role("manager", &["other:scope", "legacy:x", "admin:keep"]);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write(
@@ -210,9 +212,16 @@ async fn prune_deletes_only_unprotected_orphans_and_dry_run_writes_nothing() {
         .map(|s| s.name)
         .collect();
     assert_eq!(names, vec!["admin:keep", "orders:read", "orders:write"]);
+    // Orphaned and protected scopes in a bound role are left alone; only declared scopes move.
     assert_eq!(
         m.role("manager").unwrap(),
-        vec!["orders:read", "orders:write", "other:scope"]
+        vec![
+            "admin:keep",
+            "legacy:x",
+            "orders:read",
+            "orders:write",
+            "other:scope"
+        ]
     );
     assert!(m.role("Internal/subscriber").is_none());
     assert!(
