@@ -48,11 +48,8 @@ pub fn rewrite(
     api: &ApiDef,
     normalised_path: Option<&str>,
 ) -> pingora::Result<()> {
-    let query = req.uri.query().map(str::to_string);
-    let path = normalised_path
-        .map(str::to_string)
-        .unwrap_or_else(|| req.uri.path().to_string());
-    let target = upstream_path(api, &path, permit.route().base_len, query.as_deref());
+    let path = normalised_path.unwrap_or(req.uri.path());
+    let target = upstream_path(api, path, permit.route().base_len, req.uri.query());
     let uri: http::Uri = target.parse().map_err(|e| {
         pingora::Error::because(pingora::ErrorType::InternalError, "upstream URI", e)
     })?;

@@ -34,6 +34,9 @@ pub struct KeyManager {
     pub name_header: http::HeaderValue,
     /// Its keys.
     pub keys: KeySource,
+    /// `keygate_token_validation_seconds{key_manager, path="cached"}`, resolved once: the
+    /// cache-hit path observes it on every request.
+    pub cached_timer: prometheus::Histogram,
     /// Its introspection client, when it has an endpoint and credentials.
     pub introspector: Option<Arc<Introspector>>,
     validations: ArcSwap<HashMap<Algorithm, Validation>>,
@@ -131,8 +134,12 @@ impl KeyManager {
                 config.name
             )
         })?;
+        let cached_timer = metrics
+            .validation
+            .with_label_values(&[config.name.as_str(), "cached"]);
         Ok(Self {
             id,
+            cached_timer,
             refreshers_started: std::sync::atomic::AtomicBool::new(false),
             config,
             name_header,

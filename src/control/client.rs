@@ -38,6 +38,14 @@ pub struct RemoteRole {
     pub permissions: Vec<(String, String)>,
 }
 
+/// SCIM2 role permissions: `[{value: <scope key>, display: <scope name>}]`.
+fn permissions_json(permissions: &[(String, String)]) -> Vec<Value> {
+    permissions
+        .iter()
+        .map(|(v, d)| json!({"value": v, "display": d}))
+        .collect()
+}
+
 /// The client.
 pub struct Client {
     http: reqwest::Client,
@@ -351,10 +359,7 @@ impl Client {
         name: &str,
         permissions: &[(String, String)],
     ) -> Result<(), SyncError> {
-        let perms: Vec<Value> = permissions
-            .iter()
-            .map(|(v, d)| json!({"value": v, "display": d}))
-            .collect();
+        let perms = permissions_json(permissions);
         self.call(
             http::Method::POST,
             base,
@@ -371,10 +376,7 @@ impl Client {
         id: &str,
         permissions: &[(String, String)],
     ) -> Result<(), SyncError> {
-        let perms: Vec<Value> = permissions
-            .iter()
-            .map(|(v, d)| json!({"value": v, "display": d}))
-            .collect();
+        let perms = permissions_json(permissions);
         let body = json!({"Operations": [{"op": "replace", "value": {"permissions": perms}}]});
         self.call(http::Method::PATCH, &format!("{base}/{id}"), Some(body))
             .await

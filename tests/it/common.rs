@@ -79,6 +79,21 @@ impl Env {
         }
     }
 
+    /// Started from the config file at `path` (listeners on port 0, one thread), and ready.
+    pub async fn from_file(idp: DevIdp, path: &std::path::Path) -> Env {
+        let loaded = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+        let env = Self::start_with_idp(idp, move |c, _, _| {
+            let (listen, admin) = (c.listen, c.admin_listen);
+            *c = loaded;
+            c.listen = listen;
+            c.admin_listen = admin;
+            c.threads = 1;
+        })
+        .await;
+        env.wait_ready(Duration::from_secs(10)).await;
+        env
+    }
+
     /// Started, and every key manager ready.
     pub async fn ready() -> Env {
         let env = Self::start().await;
@@ -125,6 +140,22 @@ impl Env {
             req = req.bearer_auth(t);
         }
         self.send(req).await
+    }
+
+    /// GET `path` once per token, all at the same time; the statuses in token order.
+    pub async fn burst(&self, path: &str, tokens: Vec<String>) -> Vec<u16> {
+        let tasks: Vec<_> = tokens
+            .into_iter()
+            .map(|t| {
+                let req = self.http.get(self.url(path)).bearer_auth(t);
+                tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
     }
 
     pub async fn admin(&self, path: &str) -> Resp {

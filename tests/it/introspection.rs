@@ -81,22 +81,8 @@ async fn a_burst_of_50_for_one_new_token_makes_one_call() {
     let t = env
         .idp
         .mint_opaque("opaque-client", &["orders:read"], hour());
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let (http, url, t) = (env.http.clone(), env.url("/orders/v1/1"), t.clone());
-        tasks.push(tokio::spawn(async move {
-            http.get(url)
-                .bearer_auth(t)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), 200);
-    }
+    let statuses = env.burst("/orders/v1/1", vec![t; 50]).await;
+    assert_eq!(statuses, vec![200; 50]);
     assert_eq!(
         env.idp.introspect_calls(),
         1,

@@ -42,23 +42,11 @@ async fn concurrent_requests_for_a_new_kid_share_one_fetch() {
     let tokens: Vec<String> = (0..50)
         .map(|i| env.idp.mint(&format!("app-{i}"), &["orders:read"]))
         .collect();
-    let mut tasks = Vec::new();
-    for t in tokens {
-        let http = env.http.clone();
-        let url = env.url("/orders/v1/9");
-        tasks.push(tokio::spawn(async move {
-            http.get(url)
-                .bearer_auth(t)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 200);
-    }
+    assert!(env
+        .burst("/orders/v1/9", tokens)
+        .await
+        .iter()
+        .all(|&s| s == 200));
     assert_eq!(env.idp.jwks_calls(), 2, "50 waiters, one fetch");
 }
 
@@ -74,24 +62,14 @@ async fn a_flood_of_random_kids_makes_at_most_a_handful_of_fetches() {
         let t = key.mint(json!({"kid": format!("random-{i}")}), &claims);
         assert_eq!(env.get("/orders/v1/1", Some(&t)).await.status, 401);
     }
-    let mut tasks = Vec::new();
-    for i in 100..200 {
-        let t = key.mint(json!({"kid": format!("random-{i}")}), &claims);
-        let http = env.http.clone();
-        let url = env.url("/orders/v1/1");
-        tasks.push(tokio::spawn(async move {
-            http.get(url)
-                .bearer_auth(t)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 401);
-    }
+    let tokens: Vec<String> = (100..200)
+        .map(|i| key.mint(json!({"kid": format!("random-{i}")}), &claims))
+        .collect();
+    assert!(env
+        .burst("/orders/v1/1", tokens)
+        .await
+        .iter()
+        .all(|&s| s == 401));
     let calls = env.idp.jwks_calls();
     assert!(calls <= 3, "200 random kids caused {} fetches", calls - 1);
     assert!(

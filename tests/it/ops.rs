@@ -78,15 +78,7 @@ async fn reloads_under_load_drop_nothing_and_keep_caches_of_unchanged_key_manage
     let echo = keygate::echo::EchoServer::start().await.unwrap();
     write(&d, "keygate.yaml", &main_config(&idp, ""));
     write(&d, "apis/orders.yaml", &orders_api(&echo.url(), ""));
-    let loaded = Config::load(&d.join("keygate.yaml")).unwrap_or_else(|e| panic!("{e}"));
-    let env = Env::start_with_idp(idp, move |c, _, _| {
-        let (l, a) = (c.listen, c.admin_listen);
-        *c = loaded;
-        c.listen = l;
-        c.admin_listen = a;
-    })
-    .await;
-    env.wait_ready(Duration::from_secs(10)).await;
+    let env = Env::from_file(idp, &d.join("keygate.yaml")).await;
     let token = env.token(&["orders:read"]);
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -183,15 +175,7 @@ async fn an_invalid_reload_is_refused_and_the_old_config_keeps_serving() {
     let echo = keygate::echo::EchoServer::start().await.unwrap();
     write(&d, "keygate.yaml", &main_config(&idp, ""));
     write(&d, "apis/orders.yaml", &orders_api(&echo.url(), ""));
-    let loaded = Config::load(&d.join("keygate.yaml")).unwrap();
-    let env = Env::start_with_idp(idp, move |c, _, _| {
-        let (l, a) = (c.listen, c.admin_listen);
-        *c = loaded;
-        c.listen = l;
-        c.admin_listen = a;
-    })
-    .await;
-    env.wait_ready(Duration::from_secs(10)).await;
+    let env = Env::from_file(idp, &d.join("keygate.yaml")).await;
     write(&d, "apis/orders.yaml", "name: Orders\ncontext: /orders\nversion: v1\nupstream: ftp://nope\nresources: [{verb: FETCH, target: x}]\n");
     let reloader = env.proxy.reloader();
     let err = tokio::task::spawn_blocking(move || reloader.reload())
