@@ -73,18 +73,10 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Identity;
 
     fn principal(scopes: &[&str]) -> Arc<Principal> {
-        Arc::new(Principal {
-            km_id: 0,
-            km_name: http::HeaderValue::from_static("km"),
-            subject: None,
-            client_id: None,
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            scopes_header: http::HeaderValue::from_static(""),
-            expires_at: None,
-            token_kind: None,
-        })
+        Arc::new(Principal::new(0, Identity::default(), scopes, None, None).unwrap())
     }
 
     fn resource(scopes: &[&str], auth: AuthType) -> ResourceDef {

@@ -3,7 +3,7 @@
 //!
 //! | Pingora phase             | stage                                                        |
 //! |---------------------------|--------------------------------------------------------------|
-//! | `request_filter`          | `catalog::route` → `auth::bearer` → `auth` → `authz` (Permit) |
+//! | `request_filter`          | `admission`: route → bearer → auth → authz (Permit)          |
 //! | `upstream_peer`           | `upstream::peer(&Permit)`                                     |
 //! | `upstream_request_filter` | `upstream::rewrite` + `enrich::apply(&Permit)`                |
 //! | `fail_to_proxy`           | upstream failures → 502/504 fault                             |
@@ -12,9 +12,8 @@
 //! Rejections are written directly (header + body) because Pingora's `respond_error` closes the
 //! connection and `response_filter` does not run for responses we write ourselves.
 
-use crate::auth::bearer;
-use crate::authz::{self, Permit};
-use crate::catalog::route::normalise_path;
+use crate::admission::{self, Trail};
+use crate::authz::Permit;
 use crate::enrich;
 use crate::error::{Rejection, UpstreamError};
 use crate::metrics::Metrics;
@@ -43,56 +42,10 @@ pub struct Gateway {
 pub struct Ctx {
     runtime: Option<Arc<Runtime>>,
     permit: Option<Permit>,
-    api: Option<usize>,
-    resource: Option<usize>,
-    normalised_path: Option<String>,
+    trail: Trail,
     outcome: Option<&'static str>,
     started: Option<std::time::Instant>,
     upstream_sent: Option<std::time::Instant>,
-    token_hash: Option<[u8; 4]>,
-    key_manager: Option<http::HeaderValue>,
-}
-
-type Refusal = (Rejection, Option<usize>);
-
-impl Gateway {
-    /// Route, authenticate, authorize.
-    async fn admit(
-        &self,
-        rt: &Runtime,
-        req: &RequestHeader,
-        ctx: &mut Ctx,
-    ) -> Result<Permit, Refusal> {
-        let path = normalise_path(req.uri.path()).map_err(|e| (e.into(), None))?;
-        let route = rt
-            .routes
-            .route(&req.method, &path)
-            .map_err(|e| (e.into(), None))?;
-        if let std::borrow::Cow::Owned(p) = path {
-            ctx.normalised_path = Some(p);
-        }
-        let api = &rt.apis[route.api];
-        ctx.resource = Some(route.resource);
-        let in_api = |e: Rejection| (e, Some(route.api));
-        let resource = &api.def.resources[route.resource];
-        if let Some(permit) = authz::allow_anonymous(route, resource) {
-            return Ok(permit);
-        }
-        let token = bearer::extract(&req.headers, &api.def.authorization_header)
-            .map_err(|e| in_api(e.into()))?;
-        let digest = crate::auth::verdict::digest(token);
-        if self.access_log {
-            // The access log names the token by the first 4 bytes of its SHA-256, never by value.
-            ctx.token_hash = Some([digest[0], digest[1], digest[2], digest[3]]);
-        }
-        let (principal, _path) = rt
-            .auth
-            .authenticate_digested(token, digest, &api.kms)
-            .await
-            .map_err(|e| in_api(e.into()))?;
-        ctx.key_manager = Some(principal.km_name.clone());
-        authz::check(route, resource, principal).map_err(|e| in_api(e.into()))
-    }
 }
 
 /// Write a rejection as a complete response; `close` announces that the connection ends after
@@ -138,16 +91,22 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
         ctx.started = Some(std::time::Instant::now());
         let rt = self.runtime.load_full();
-        let result = self.admit(&rt, session.req_header(), ctx).await;
+        let req = session.req_header();
+        let result = admission::admit(
+            &rt,
+            &req.method,
+            req.uri.path(),
+            &req.headers,
+            &mut ctx.trail,
+        )
+        .await;
         ctx.runtime = Some(rt);
         match result {
             Ok(permit) => {
-                ctx.api = Some(permit.route().api);
                 ctx.permit = Some(permit);
                 Ok(false)
             }
-            Err((rejection, api)) => {
-                ctx.api = api;
+            Err(rejection) => {
                 ctx.outcome = Some(rejection.code());
                 if let Rejection::Auth(e) = &rejection {
                     log::debug!("request refused: {e}");
@@ -181,8 +140,8 @@ impl ProxyHttp for Gateway {
         };
         let api = &rt.apis[permit.route().api].def;
         ctx.upstream_sent = Some(std::time::Instant::now());
-        upstream::rewrite(req, permit, api, ctx.normalised_path.as_deref())?;
-        enrich::apply(req, permit, api, &rt.config.upstream_headers)
+        upstream::rewrite(req, permit, api, ctx.trail.normalised_path.as_deref())?;
+        enrich::apply(req, permit, api, &rt.header_names)
     }
 
     async fn upstream_response_filter(
@@ -191,7 +150,8 @@ impl ProxyHttp for Gateway {
         _resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
-        if let (Some(sent), Some(rt), Some(api)) = (ctx.upstream_sent, &ctx.runtime, ctx.api) {
+        if let (Some(sent), Some(rt), Some(api)) = (ctx.upstream_sent, &ctx.runtime, ctx.trail.api)
+        {
             self.metrics
                 .upstream_duration
                 .with_label_values(&[rt.apis[api].def.name.as_str()])
@@ -212,7 +172,7 @@ impl ProxyHttp for Gateway {
         };
         let code = match upstream_error {
             Some(ue) if session.response_written().is_none() => {
-                if let (Some(rt), Some(api)) = (&ctx.runtime, ctx.api) {
+                if let (Some(rt), Some(api)) = (&ctx.runtime, ctx.trail.api) {
                     let kind = match ue {
                         UpstreamError::TimedOut => "timeout",
                         UpstreamError::Unreachable => "unreachable",
@@ -251,11 +211,12 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let (api, resource) = match (&ctx.runtime, ctx.api) {
+        let (api, resource) = match (&ctx.runtime, ctx.trail.api) {
             (Some(rt), Some(i)) => match rt.apis.get(i) {
                 Some(a) => (
                     a.def.name.as_str(),
-                    ctx.resource
+                    ctx.trail
+                        .resource
                         .and_then(|r| a.def.resources.get(r))
                         .map_or("-", |r| r.target.as_str()),
                 ),
@@ -275,14 +236,14 @@ impl ProxyHttp for Gateway {
             let req = session.req_header();
             let latency_us = ctx.started.map_or(0, |t| t.elapsed().as_micros() as u64);
             let token = ctx
+                .trail
                 .token_hash
                 .map(|h| format!("{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3]))
                 .unwrap_or_default();
-            let km = ctx
-                .key_manager
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
+            let km = match (&ctx.runtime, ctx.trail.key_manager) {
+                (Some(rt), Some(id)) => rt.auth.key_manager_name(id).unwrap_or("-"),
+                _ => "-",
+            };
             tracing::info!(
                 target: "keygate::access",
                 method = %req.method,

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod authz;
 pub mod catalog;

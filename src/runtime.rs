@@ -8,6 +8,7 @@ use crate::auth::{Authenticator, KmPolicy};
 use crate::catalog::route::RouteTable;
 use crate::catalog::{ApiDef, KeyManagerSelector};
 use crate::config::Config;
+use crate::enrich::HeaderNames;
 use crate::metrics::Metrics;
 use std::sync::Arc;
 
@@ -29,6 +30,8 @@ pub struct Runtime {
     pub routes: RouteTable,
     /// Key managers and the verdict cache.
     pub auth: Authenticator,
+    /// The identity headers' names, prepared for the upstream request.
+    pub header_names: HeaderNames,
 }
 
 impl Runtime {
@@ -70,6 +73,7 @@ impl Runtime {
             .collect();
         let routes = RouteTable::new(&config.apis);
         Ok(Self {
+            header_names: HeaderNames::new(&config.upstream_headers),
             config,
             apis,
             routes,

@@ -315,56 +315,39 @@ impl Introspector {
                 return Err(InactiveWhy::Audience);
             }
         }
-        let hv = |s: &str| {
-            http::HeaderValue::from_bytes(s.as_bytes()).map_err(|_| InactiveWhy::BadClaims)
-        };
         let subject = r
             .sub
             .as_deref()
             .or(r.username.as_deref())
-            .filter(|s| !s.is_empty())
-            .map(hv)
-            .transpose()?;
+            .filter(|s| !s.is_empty());
         // RFC 7662 and Asgardeo name the consumer key `client_id`.
-        let client_id = r
-            .client_id
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(hv)
-            .transpose()?;
-        let scopes: Vec<String> = r
+        let client_id = r.client_id.as_deref().filter(|s| !s.is_empty());
+        let scopes: Vec<&str> = r
             .scope
             .as_deref()
             .unwrap_or("")
             .split_whitespace()
-            .map(str::to_string)
             .collect();
-        let scopes_header = hv(&scopes.join(" "))?;
         let ttl = match exp {
             Some(e) => {
                 Duration::from_secs(e.saturating_add(skew).saturating_sub(now)).min(self.max_ttl)
             }
             None => self.max_ttl,
         };
-        Ok((
-            Principal {
-                km_id: self.km_id,
-                km_name: http::HeaderValue::from_str(&self.km_name)
-                    .map_err(|_| InactiveWhy::BadClaims)?,
-                subject,
-                client_id,
-                scopes,
-                scopes_header,
-                expires_at: exp,
-                // Asgardeo omits `aut` for application (client credentials) tokens and sends
-                // `APPLICATION_USER` for user tokens (reference §6.2).
-                token_kind: match r.aut.as_deref() {
-                    Some(aut) => super::TokenKind::from_aut(aut),
-                    None => Some(super::TokenKind::Application),
-                },
-            },
-            ttl,
-        ))
+        // Asgardeo omits `aut` for application (client credentials) tokens and sends
+        // `APPLICATION_USER` for user tokens (reference §6.2).
+        let token_kind = match r.aut.as_deref() {
+            Some(aut) => super::TokenKind::from_aut(aut),
+            None => Some(super::TokenKind::Application),
+        };
+        let who = super::Identity {
+            km_name: &self.km_name,
+            subject,
+            client_id,
+        };
+        let principal = Principal::new(self.km_id, who, &scopes, exp, token_kind)
+            .map_err(|_| InactiveWhy::BadClaims)?;
+        Ok((principal, ttl))
     }
 }
 
@@ -573,8 +556,8 @@ mod tests {
         let (_rt, i) = introspector(&[]);
         let (p, ttl) = i.judge(&active(serde_json::json!({}))).unwrap();
         assert_eq!(
-            (p.scopes.clone(), p.km_id),
-            (vec!["a".to_string(), "b".to_string()], 7)
+            (p.scopes().collect::<Vec<_>>(), p.km_id),
+            (vec!["a", "b"], 7)
         );
         assert!(ttl <= Duration::from_secs(60) && ttl > Duration::from_secs(50));
         assert_eq!(

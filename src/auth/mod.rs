@@ -54,42 +54,135 @@ impl TokenKind {
 }
 
 /// Who the caller is, as established by a key manager.
+///
+/// All its texts (key manager name, subject, client id, scopes) live in one shared buffer, and
+/// the header values are slices of it: a cached principal is read on every request, and one
+/// allocation with one reference count costs one cache miss where separate strings cost one each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// Id of the key manager that validated the token (stable across reloads while the key
     /// manager's configuration is unchanged; a changed key manager gets a new id).
     pub km_id: u64,
-    /// Its name, ready for the upstream header.
-    pub km_name: http::HeaderValue,
-    /// `sub`.
-    pub subject: Option<http::HeaderValue>,
-    /// Consumer key (client id).
-    pub client_id: Option<http::HeaderValue>,
-    /// Granted scopes.
-    pub scopes: Vec<String>,
-    /// Granted scopes, space separated, ready for the upstream header.
-    pub scopes_header: http::HeaderValue,
     /// `exp` (Unix seconds), if the token has one.
     pub expires_at: Option<u64>,
     /// Application or user token, when the key manager says.
     pub token_kind: Option<TokenKind>,
+    km_name: http::HeaderValue,
+    subject: Option<http::HeaderValue>,
+    client_id: Option<http::HeaderValue>,
+    scopes_header: http::HeaderValue,
+    /// The scopes joined by `\n`, which no scope can contain (header values refuse it), so an
+    /// array element holding a space stays one scope.
+    scope_list: bytes::Bytes,
+}
+
+/// The texts of a [`Principal`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Identity<'a> {
+    /// The validating key manager's name.
+    pub km_name: &'a str,
+    /// `sub`.
+    pub subject: Option<&'a str>,
+    /// Consumer key (client id).
+    pub client_id: Option<&'a str>,
 }
 
 impl Principal {
+    /// Build; `Err` when a text cannot be an HTTP header value (control characters).
+    pub fn new<S: AsRef<str>>(
+        km_id: u64,
+        who: Identity<'_>,
+        scopes: &[S],
+        expires_at: Option<u64>,
+        token_kind: Option<TokenKind>,
+    ) -> Result<Self, InvalidReason> {
+        let scope_bytes: usize = scopes.iter().map(|s| s.as_ref().len() + 1).sum();
+        let mut buf = Vec::with_capacity(
+            who.km_name.len()
+                + who.subject.map_or(0, str::len)
+                + who.client_id.map_or(0, str::len)
+                + 2 * scope_bytes,
+        );
+        let mut push = |parts: &mut dyn Iterator<Item = &str>, sep: u8| {
+            let start = buf.len();
+            for (i, p) in parts.enumerate() {
+                if i > 0 {
+                    buf.push(sep);
+                }
+                buf.extend_from_slice(p.as_bytes());
+            }
+            start..buf.len()
+        };
+        let km = push(&mut std::iter::once(who.km_name), b' ');
+        let sub = who.subject.map(|s| push(&mut std::iter::once(s), b' '));
+        let cid = who.client_id.map(|s| push(&mut std::iter::once(s), b' '));
+        let header = push(&mut scopes.iter().map(|s| s.as_ref()), b' ');
+        let list = push(&mut scopes.iter().map(|s| s.as_ref()), b'\n');
+        let buf = bytes::Bytes::from(buf);
+        let value = |r: std::ops::Range<usize>| {
+            http::HeaderValue::from_maybe_shared(buf.slice(r)).map_err(|_| InvalidReason::BadClaims)
+        };
+        Ok(Self {
+            km_id,
+            expires_at,
+            token_kind,
+            km_name: value(km)?,
+            subject: sub.map(value).transpose()?,
+            client_id: cid.map(value).transpose()?,
+            scopes_header: value(header)?,
+            scope_list: buf.slice(list),
+        })
+    }
+
+    /// The validating key manager's name, ready for the upstream header.
+    pub fn km_name(&self) -> &http::HeaderValue {
+        &self.km_name
+    }
+
+    /// `sub`, ready for the upstream header.
+    pub fn subject(&self) -> Option<&http::HeaderValue> {
+        self.subject.as_ref()
+    }
+
+    /// The consumer key (client id), ready for the upstream header.
+    pub fn client_id(&self) -> Option<&http::HeaderValue> {
+        self.client_id.as_ref()
+    }
+
+    /// Granted scopes, space separated, ready for the upstream header.
+    pub fn scopes_header(&self) -> &http::HeaderValue {
+        &self.scopes_header
+    }
+
+    /// Granted scopes.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> + '_ {
+        self.scope_list
+            .split(|&b| b == b'\n')
+            .filter(|s| !s.is_empty())
+            .map(|s| std::str::from_utf8(s).unwrap_or(""))
+    }
+
     /// Cache weight: one unit per started KiB of what it holds, so a bound in entries is also a
     /// bound in memory (about `max_entries` KiB at most).
     pub fn cache_weight(&self) -> u32 {
-        let bytes = 96
+        // The struct, its shared buffer's header, and the buffer (scope_list ends it).
+        let bytes = std::mem::size_of::<Self>()
+            + 32
+            + self.scope_list.len() * 2
+            + self.km_name.len()
             + self.subject.as_ref().map_or(0, |v| v.len())
-            + self.client_id.as_ref().map_or(0, |v| v.len())
-            + self.scopes.iter().map(|s| s.len() + 24).sum::<usize>()
-            + self.scopes_header.len();
+            + self.client_id.as_ref().map_or(0, |v| v.len());
         (bytes / 1024 + 1) as u32
     }
 
     /// Does the principal hold at least one of `required`?
     pub fn has_any_scope(&self, required: &[String]) -> bool {
-        required.iter().any(|r| self.scopes.iter().any(|s| s == r))
+        !self.scope_list.is_empty()
+            && required.iter().any(|r| {
+                self.scope_list
+                    .split(|&b| b == b'\n')
+                    .any(|s| s == r.as_bytes())
+            })
     }
 }
 
@@ -172,7 +265,6 @@ pub const STARTUP_BACKOFF: Duration = Duration::from_secs(1);
 pub struct Authenticator {
     kms: Vec<Arc<KeyManager>>,
     by_issuer: HashMap<String, usize>,
-    ids: HashMap<u64, usize>,
     verdicts: Arc<VerdictCache>,
     introspections: Arc<IntrospectionCache>,
     metrics: Arc<Metrics>,
@@ -214,7 +306,6 @@ impl Authenticator {
             .map_err(|e| format!("HTTP client: {e}"))?;
         let mut kms = Vec::new();
         let mut by_issuer = HashMap::new();
-        let mut ids = HashMap::new();
         for (i, kc) in config.key_managers.iter().enumerate() {
             if !kc.issuer.is_empty() {
                 by_issuer.insert(kc.issuer.clone(), i);
@@ -224,7 +315,6 @@ impl Authenticator {
                 Some(k) => k,
                 None => Arc::new(KeyManager::new(kc.clone(), &http, &bg, &metrics)?),
             };
-            ids.insert(km.id, i);
             kms.push(km);
         }
         let (verdicts, introspections) = match previous {
@@ -240,7 +330,6 @@ impl Authenticator {
         Ok(Self {
             kms,
             by_issuer,
-            ids,
             verdicts,
             introspections,
             metrics,
@@ -373,15 +462,16 @@ impl Authenticator {
         policy: &KmPolicy,
     ) -> Result<(Arc<Principal>, ValidationPath), AuthError> {
         let started = Instant::now();
+        let now = now_secs();
         if let Some((p, idx)) = self
             .verdicts
-            .get(&digest)
-            .and_then(|p| self.ids.get(&p.km_id).map(|&i| (p, i)))
+            .get(&digest, now)
+            .and_then(|p| self.km_index(p.km_id).map(|i| (p, i)))
         {
             let km = &self.kms[idx];
             let skew = km.config.clock_skew.as_secs();
             if p.expires_at
-                .is_none_or(|exp| exp.saturating_add(skew) >= now_secs())
+                .is_none_or(|exp| exp.saturating_add(skew) >= now)
             {
                 if !policy.allows(idx) {
                     return Err(self.reject(km.name(), InvalidReason::KeyManagerNotAllowed));
@@ -456,7 +546,7 @@ impl Authenticator {
             None => km.config.cache_max_ttl,
         };
         let principal = Arc::new(principal);
-        self.verdicts.insert(digest, principal.clone(), ttl);
+        self.verdicts.insert(digest, principal.clone(), ttl, now);
         self.metrics
             .validation
             .with_label_values(&[km.name(), "verified"])
@@ -519,6 +609,17 @@ impl Authenticator {
         }
     }
 
+    /// The name of the key manager with this id (a [`Principal`]'s `km_id`), if it is one of
+    /// this snapshot's.
+    pub fn key_manager_name(&self, id: u64) -> Option<&str> {
+        self.km_index(id).map(|i| self.kms[i].name())
+    }
+
+    /// The index of the key manager with this id (a scan: there are few, and it beats hashing).
+    fn km_index(&self, id: u64) -> Option<usize> {
+        self.kms.iter().position(|k| k.id == id)
+    }
+
     fn reject(&self, km: &str, reason: InvalidReason) -> AuthError {
         self.metrics
             .rejections
@@ -535,10 +636,6 @@ fn claim_str<'a>(claims: &'a jwt::Claims, name: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-fn header_value(s: &str) -> Result<http::HeaderValue, InvalidReason> {
-    http::HeaderValue::from_bytes(s.as_bytes()).map_err(|_| InvalidReason::BadClaims)
-}
-
 /// Subject, consumer key and scopes from verified claims, as WSO2 maps them (reference §1.8):
 /// the configured consumer key claim, then `consumerKey`, `azp`, `client_id`; scopes from a
 /// space-separated string or an array; a missing scope claim means no scopes.
@@ -546,39 +643,36 @@ pub fn principal_from_claims(
     km: &KeyManager,
     claims: &jwt::Claims,
 ) -> Result<Principal, InvalidReason> {
-    let subject = claim_str(claims, "sub").map(header_value).transpose()?;
+    let subject = claim_str(claims, "sub");
     let configured = km.config.consumer_key_claim.as_deref();
     let client_id = configured
         .into_iter()
         .chain(["consumerKey", "azp", "client_id"])
-        .find_map(|c| claim_str(claims, c))
-        .map(header_value)
-        .transpose()?;
-    let scopes: Vec<String> = match claims.get(&km.config.scopes_claim) {
-        Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+        .find_map(|c| claim_str(claims, c));
+    let scopes: Vec<&str> = match claims.get(&km.config.scopes_claim) {
+        Some(serde_json::Value::String(s)) => s.split_whitespace().collect(),
         // Each array element is one scope (an element with a space is not two scopes).
         Some(serde_json::Value::Array(a)) => a
             .iter()
             .filter_map(|v| v.as_str())
             .filter(|s| !s.is_empty())
-            .map(str::to_string)
             .collect(),
         _ => Vec::new(),
     };
-    let scopes_header = header_value(&scopes.join(" "))?;
     let expires_at = claims
         .get("exp")
         .and_then(|v| v.as_f64())
         .map(|f| f.max(0.0) as u64);
     let token_kind = claim_str(claims, "aut").and_then(TokenKind::from_aut);
-    Ok(Principal {
-        km_id: km.id,
-        km_name: km.name_header.clone(),
-        subject,
-        client_id,
-        scopes,
-        scopes_header,
+    Principal::new(
+        km.id,
+        Identity {
+            km_name: km.name(),
+            subject,
+            client_id,
+        },
+        &scopes,
         expires_at,
         token_kind,
-    })
+    )
 }
