@@ -220,9 +220,11 @@ done
 
 # --- table -----------------------------------------------------------------------------------
 SPEED=$(openssl speed -seconds 2 rsa2048 ecdsap256 ed25519 2>/dev/null | grep -E "^rsa 2048|^ *256 bits ecdsa|^ *253 bits EdDSA" || true)
-python3 - "$RESULTS" "$OUT" "$DUR" "$ROUNDS" "$CONNS" "$POOL" "$SPEED" <<'PY'
+python3 - "$RESULTS" "$OUT" "$DUR" "$ROUNDS" "$CONNS" "$POOL" "$SPEED" "$PROXYSIDE" <<'PY'
 import statistics, sys, platform, os, datetime
-res, out, dur, rounds, conns, pool, speed = sys.argv[1:8]
+res, out, dur, rounds, conns, pool, speed, pin = sys.argv[1:9]
+pinning = (f"The proxy under test ran pinned to its own core ({pin}); wrk, nginx and the identity provider on the others."
+           if pin else "No CPU pinning: the scheduler placed every process.")
 def ms(v):
     if v.endswith("us"): return float(v[:-2]) / 1000
     if v.endswith("ms"): return float(v[:-2])
@@ -270,8 +272,8 @@ One run of `benches/compare.sh` ({now}; {os.cpu_count()} cores, {platform.machin
 {platform.release()}): every proxy with ONE worker thread (keygate `threads: 1`, Envoy
 `--concurrency 1`), a fixed-response nginx upstream (1 worker), wrk `-t1 -c{conns}`, {rounds}
 interleaved rounds of {dur} s per target after a warm-up that fills caches; medians shown
-(non-2xx and socket errors summed over rounds). All processes share the same 2 cores, so read
-ratios, not absolutes. Token pools: 1 token, or {pool} distinct tokens (RS256: 2048-bit key;
+(non-2xx and socket errors summed over rounds). {pinning} Read ratios, not absolutes: the
+machine is small and shared. Token pools: 1 token, or {pool} distinct tokens (RS256: 2048-bit key;
 ES256: P-256; opaque: introspected by the embedded provider). keygate also checks the
 resource's scope on every request (Envoy's jwt_authn only authenticates).
 
@@ -287,7 +289,8 @@ and with the same token header (the same request bytes, so only validation diffe
 
 {chr(10).join(over)}
 
-Reproduce: `benches/compare.sh` (environment: `DUR`, `ROUNDS`, `CONNS`, `POOL`, `WORK`).
+Reproduce: `benches/compare.sh` (environment: `DUR`, `ROUNDS`, `CONNS`, `POOL`, `WORK`, `PIN`,
+`ONLY`).
 
 Raw `openssl speed -seconds 2 rsa2048 ecdsap256 ed25519` on the same machine:
 
