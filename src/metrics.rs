@@ -201,7 +201,7 @@ impl Metrics {
             verdict_cache_entries: {
                 let g = prometheus::IntGauge::new(
                     "keygate_verdict_cache_entries",
-                    "Entries in the JWT verdict cache",
+                    "Entries in the JWT verdict cache (stale ones included until read or evicted)",
                 )
                 .expect("valid metric");
                 r.register(Box::new(g.clone())).expect("registered once");

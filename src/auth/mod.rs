@@ -465,7 +465,7 @@ impl Authenticator {
         let now = now_secs();
         if let Some((p, idx)) = self
             .verdicts
-            .get(&digest, now)
+            .get(&digest, started)
             .and_then(|p| self.km_index(p.km_id).map(|i| (p, i)))
         {
             let km = &self.kms[idx];
@@ -546,7 +546,8 @@ impl Authenticator {
             None => km.config.cache_max_ttl,
         };
         let principal = Arc::new(principal);
-        self.verdicts.insert(digest, principal.clone(), ttl, now);
+        self.verdicts
+            .insert(digest, principal.clone(), ttl, started);
         self.metrics
             .validation
             .with_label_values(&[km.name(), "verified"])

@@ -8,7 +8,7 @@
 
 use super::Principal;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// SHA-256 of a token.
 pub type Digest = [u8; 32];
@@ -24,8 +24,8 @@ pub fn digest(token: &str) -> Digest {
 #[derive(Clone)]
 struct Entry {
     principal: Arc<Principal>,
-    /// Unix second from which the entry is stale.
-    until: u64,
+    /// From when the entry is stale (monotonic: a wall-clock step cannot stretch its life).
+    until: Instant,
 }
 
 #[derive(Clone)]
@@ -57,22 +57,21 @@ impl VerdictCache {
         }
     }
 
-    /// The cached principal for this digest at Unix second `now`, if any.
-    pub fn get(&self, d: &Digest, now: u64) -> Option<Arc<Principal>> {
+    /// The cached principal for this digest at `now`, if any.
+    pub fn get(&self, d: &Digest, now: Instant) -> Option<Arc<Principal>> {
         let e = self.inner.get(d)?;
         if now < e.until {
             Some(e.principal)
         } else {
-            self.inner.remove(d);
+            // Only if it is still the stale entry: a fresh verdict stored meanwhile stays.
+            self.inner.remove_if(d, |e| e.until <= now);
             None
         }
     }
 
-    /// Remember a verdict for `ttl` from Unix second `now` (nothing is stored for a TTL under a
-    /// second).
-    pub fn insert(&self, d: Digest, principal: Arc<Principal>, ttl: Duration, now: u64) {
-        if ttl.as_secs() > 0 {
-            let until = now.saturating_add(ttl.as_secs());
+    /// Remember a verdict for `ttl` from `now` (nothing is stored for a zero TTL).
+    pub fn insert(&self, d: Digest, principal: Arc<Principal>, ttl: Duration, now: Instant) {
+        if let Some(until) = now.checked_add(ttl).filter(|_| !ttl.is_zero()) {
             self.inner.insert(d, Entry { principal, until });
         }
     }
@@ -106,24 +105,20 @@ mod tests {
         let cache = VerdictCache::new(8);
         let small = principal(10);
         let minute = Duration::from_secs(60);
+        let now = Instant::now();
         assert_eq!(small.cache_weight(), 1);
         for i in 0..50 {
-            cache.insert(digest(&format!("token-{i}")), small.clone(), minute, 1000);
+            cache.insert(digest(&format!("token-{i}")), small.clone(), minute, now);
         }
         assert!(cache.len() <= 8, "{}", cache.len());
         // A principal heavier than the whole cache is not kept.
         let heavy = principal(20 * 1024);
         assert!(heavy.cache_weight() > 8);
-        cache.insert(digest("heavy"), heavy, minute, 1000);
-        assert!(cache.get(&digest("heavy"), 1000).is_none());
-        // Under a second: nothing stored.
-        cache.insert(
-            digest("zero"),
-            small.clone(),
-            Duration::from_millis(900),
-            1000,
-        );
-        assert!(cache.get(&digest("zero"), 1000).is_none());
+        cache.insert(digest("heavy"), heavy, minute, now);
+        assert!(cache.get(&digest("heavy"), now).is_none());
+        // Zero TTL: nothing stored.
+        cache.insert(digest("zero"), small.clone(), Duration::ZERO, now);
+        assert!(cache.get(&digest("zero"), now).is_none());
         assert_ne!(digest("a"), digest("b"));
     }
 
@@ -131,12 +126,14 @@ mod tests {
     fn an_entry_lives_exactly_its_ttl() {
         let cache = VerdictCache::new(8);
         let d = digest("t");
-        cache.insert(d, principal(1), Duration::from_secs(60), 1000);
-        assert!(cache.get(&d, 1000).is_some());
-        assert!(cache.get(&d, 1059).is_some());
-        assert!(cache.get(&d, 1060).is_none());
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        cache.insert(d, principal(1), Duration::from_millis(1500), t0);
+        assert!(cache.get(&d, t0).is_some());
+        assert!(cache.get(&d, at(1499)).is_some());
+        assert!(cache.get(&d, at(1500)).is_none());
         // Removed on that read, so an earlier clock does not bring it back.
-        assert!(cache.get(&d, 1000).is_none());
+        assert!(cache.get(&d, t0).is_none());
         assert!(cache.is_empty());
     }
 }
