@@ -173,7 +173,9 @@ fn ready<F: Future>(f: F) -> F::Output {
     }
 }
 
-fn cache_hit(c: &mut Criterion) {
+/// A current-thread runtime, an RS256 key, and a configuration with one key manager that trusts
+/// the key as PEM (no network; the PEM form needs an RSA key).
+fn pem_setup() -> (tokio::runtime::Runtime, SigningKey, Config) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -185,6 +187,11 @@ fn cache_hit(c: &mut Criterion) {
         "https://idp",
         Certificates::Pem(key.public_pem().unwrap()),
     )];
+    (rt, key, config)
+}
+
+fn cache_hit(c: &mut Criterion) {
+    let (rt, key, config) = pem_setup();
     let auth = Authenticator::new(&config, rt.handle().clone(), Arc::new(Metrics::new())).unwrap();
     let token = key.mint(json!({"kid": null}), &claims("https://idp"));
     let allowed = KmPolicy::all(1);
@@ -209,18 +216,8 @@ fn cache_hit(c: &mut Criterion) {
 /// The cached path over a pool of 10,000 distinct cached tokens, round robin: what a cache hit
 /// costs when the entries are not in the CPU's caches (the load comparison's "pool 10,000").
 fn cache_hit_pool(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // RS256: the PEM form the benches use needs an RSA key (minting 10,000 takes a few seconds).
-    let key = SigningKey::generate(SigningAlg::RS256, "k");
-    let mut config = Config::empty();
-    config.key_managers = vec![KeyManagerConfig::self_validating(
-        "KM",
-        "https://idp",
-        Certificates::Pem(key.public_pem().unwrap()),
-    )];
+    // Minting 10,000 RS256 tokens takes a few seconds.
+    let (rt, key, config) = pem_setup();
     let auth = Authenticator::new(&config, rt.handle().clone(), Arc::new(Metrics::new())).unwrap();
     let allowed = KmPolicy::all(1);
     let tokens: Vec<String> = (0..10_000)
@@ -268,17 +265,7 @@ fn introspection_hit(c: &mut Criterion) {
 /// The whole request side without the network: path normalisation, route among 1,000
 /// resources, bearer extraction, cached verdict, scope check, Permit.
 fn pipeline(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let key = SigningKey::generate(SigningAlg::RS256, "k");
-    let mut config = Config::empty();
-    config.key_managers = vec![KeyManagerConfig::self_validating(
-        "KM",
-        "https://idp",
-        Certificates::Pem(key.public_pem().unwrap()),
-    )];
+    let (rt, key, mut config) = pem_setup();
     config.apis = thousand_resources();
     let runtime = Runtime::new(config, rt.handle().clone(), Arc::new(Metrics::new())).unwrap();
     let mut cl = claims("https://idp");

@@ -76,6 +76,16 @@ async fn write_rejection(
     Ok(())
 }
 
+/// Lowercase hex of the token-hash prefix, written into `out` (no allocation per log line).
+fn hex_prefix<'a>(h: &[u8; 4], out: &'a mut [u8; 8]) -> &'a str {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in h.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    std::str::from_utf8(out).unwrap_or("")
+}
+
 fn internal(msg: &'static str) -> Box<Error> {
     Error::explain(ErrorType::InternalError, msg)
 }
@@ -235,11 +245,11 @@ impl ProxyHttp for Gateway {
         if self.access_log {
             let req = session.req_header();
             let latency_us = ctx.started.map_or(0, |t| t.elapsed().as_micros() as u64);
-            let token = ctx
-                .trail
-                .token_hash
-                .map(|h| format!("{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3]))
-                .unwrap_or_default();
+            let mut hex = [0u8; 8];
+            let token = match ctx.trail.token_hash {
+                Some(h) => hex_prefix(&h, &mut hex),
+                None => "",
+            };
             let km = match (&ctx.runtime, ctx.trail.key_manager) {
                 (Some(rt), Some(id)) => rt.auth.key_manager_name(id).unwrap_or("-"),
                 _ => "-",
@@ -257,5 +267,17 @@ impl ProxyHttp for Gateway {
                 "request"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_prefix_is_lowercase_hex() {
+        let mut out = [0u8; 8];
+        assert_eq!(
+            super::hex_prefix(&[0x00, 0x9f, 0xa0, 0xff], &mut out),
+            "009fa0ff"
+        );
     }
 }
