@@ -56,13 +56,46 @@ impl Discovered {
         Ok(d)
     }
 
+    /// Refuse endpoints that would downgrade the transport: a document fetched over https may
+    /// not send keys, tokens or client credentials over plain http, except to a loopback host
+    /// (a sidecar's local provider). A document read over http (the operator chose http) may.
+    pub fn check_transport(&self, well_known: &url::Url) -> Result<(), String> {
+        if well_known.scheme() != "https" {
+            return Ok(());
+        }
+        for (name, v) in [
+            ("jwks_uri", &self.jwks_uri),
+            ("introspection_endpoint", &self.introspection_endpoint),
+            ("token_endpoint", &self.token_endpoint),
+        ] {
+            if let Some(u) = Self::url(v) {
+                if u.scheme() == "http" && !is_loopback(&u) {
+                    return Err(format!(
+                        "{name} is plain http in a document served over https (only loopback \
+                         hosts may be http)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A URL field as a `Url` (already checked by [`Discovered::parse`]).
     pub fn url(v: &Option<String>) -> Option<url::Url> {
         v.as_deref().and_then(|u| url::Url::parse(u).ok())
     }
 }
 
-/// Fetch and parse a discovery document.
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Fetch and parse a discovery document, refusing endpoints that downgrade its transport.
 pub async fn fetch(
     http: &reqwest::Client,
     url: &url::Url,
@@ -79,7 +112,9 @@ pub async fn fetch(
         return Err(format!("HTTP {}", resp.status().as_u16()));
     }
     let body = super::read_capped(resp, MAX_BYTES, "discovery document").await?;
-    Discovered::parse(&body)
+    let d = Discovered::parse(&body)?;
+    d.check_transport(url)?;
+    Ok(d)
 }
 
 /// `keygate import-km`: a ready key manager YAML block (a `key_managers` list item) from a
@@ -162,5 +197,34 @@ mod tests {
         assert!(Discovered::parse(br#"{"issuer":""}"#).is_err());
         assert!(Discovered::parse(br#"{"issuer":"x","jwks_uri":"ftp://x"}"#).is_err());
         assert!(Discovered::parse(b"<html>").is_err());
+    }
+
+    #[test]
+    fn an_https_document_may_not_point_to_plain_http_except_loopback() {
+        let https: url::Url = "https://idp.example/.well-known/openid-configuration"
+            .parse()
+            .unwrap();
+        let http: url::Url = "http://idp.internal/.well-known/openid-configuration"
+            .parse()
+            .unwrap();
+        let doc = |field: &str, u: &str| {
+            Discovered::parse(format!(r#"{{"issuer":"i","{field}":"{u}"}}"#).as_bytes()).unwrap()
+        };
+        for field in ["jwks_uri", "introspection_endpoint", "token_endpoint"] {
+            let plain = doc(field, "http://idp.example/x");
+            let err = plain.check_transport(&https).unwrap_err();
+            assert!(err.contains(field), "{err}");
+            assert!(plain.check_transport(&http).is_ok());
+            for local in [
+                "http://127.0.0.1:9443/x",
+                "http://[::1]/x",
+                "http://localhost/x",
+            ] {
+                assert!(doc(field, local).check_transport(&https).is_ok(), "{local}");
+            }
+            assert!(doc(field, "https://idp.example/x")
+                .check_transport(&https)
+                .is_ok());
+        }
     }
 }

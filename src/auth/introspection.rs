@@ -275,11 +275,17 @@ impl Introspector {
         })
     }
 
-    /// Set the endpoint (from discovery) unless one was configured.
-    pub fn set_endpoint_if_unset(&self, url: url::Url) {
-        if self.endpoint.load().is_none() {
+    /// Set the endpoint from discovery (the caller does so only when none was configured, so
+    /// each refresh of the document can move it).
+    pub fn set_discovered_endpoint(&self, url: url::Url) {
+        if self.endpoint.load().as_deref() != Some(&url) {
             self.endpoint.store(Some(Arc::new(url)));
         }
+    }
+
+    /// The endpoint in use, if known yet.
+    pub fn endpoint(&self) -> Option<Arc<url::Url>> {
+        self.endpoint.load_full()
     }
 
     /// Turn a response into a principal and its cache TTL, or say why it is inactive.

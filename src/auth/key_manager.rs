@@ -182,11 +182,13 @@ impl KeyManager {
                         store.set_url(u);
                     }
                 }
-                if let (Some(i), Some(u)) = (
+                // A configured endpoint always wins; a discovered one follows the document.
+                if let (Some(i), None, Some(u)) = (
                     &self.introspector,
+                    &self.config.introspection_endpoint,
                     Discovered::url(&d.introspection_endpoint),
                 ) {
-                    i.set_endpoint_if_unset(u);
+                    i.set_discovered_endpoint(u);
                 }
                 log::info!("key manager {}: discovery document loaded", self.name());
                 self.discovered.store(Some(Arc::new(d)));

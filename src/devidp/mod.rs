@@ -151,6 +151,13 @@ impl DevIdp {
         self.served.addr
     }
 
+    /// Advertise another base URL (as a provider that moved would): in the discovery document,
+    /// and in the issuer of the tokens its token endpoint issues and its introspection answers.
+    /// The server itself stays where it is.
+    pub fn set_advertised_base(&self, base: &str) {
+        *self.state.base.write().unwrap_or_else(|e| e.into_inner()) = base.to_string();
+    }
+
     /// `http://addr` (an Asgardeo `base_url`).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.served.addr)

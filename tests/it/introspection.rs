@@ -379,3 +379,42 @@ async fn an_introspect_key_manager_is_ready_only_when_its_endpoint_answers() {
         200
     );
 }
+
+/// A discovered introspection endpoint follows the discovery document on every refresh; a
+/// configured one is never replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovery_refresh_moves_a_discovered_introspection_endpoint() {
+    use keygate::auth::key_manager::KeyManager;
+    let idp = DevIdp::start().await.unwrap();
+    let moved = DevIdp::start().await.unwrap();
+    let well_known = format!(
+        "{}/oauth2/token/.well-known/openid-configuration",
+        idp.tenant_url()
+    );
+    let mut discovered =
+        keygate::demo::demo_config(&idp, "http://127.0.0.1:9").key_managers[0].clone();
+    discovered.introspection_endpoint = None;
+    discovered.well_known_endpoint = Some(well_known.parse().unwrap());
+    let mut configured = discovered.clone();
+    configured.introspection_endpoint = Some(idp.introspection_url().parse().unwrap());
+    let http = reqwest::Client::new();
+    let bg = tokio::runtime::Handle::current();
+    let metrics = std::sync::Arc::new(keygate::metrics::Metrics::new());
+    let endpoint = |km: &KeyManager| {
+        km.introspector
+            .as_ref()
+            .and_then(|i| i.endpoint())
+            .map(|u| u.to_string())
+    };
+    let d = KeyManager::new(discovered, &http, &bg, &metrics).unwrap();
+    let c = KeyManager::new(configured, &http, &bg, &metrics).unwrap();
+    assert_eq!(endpoint(&d), None);
+    d.discover().await.unwrap();
+    c.discover().await.unwrap();
+    assert_eq!(endpoint(&d), Some(idp.introspection_url()));
+    idp.set_advertised_base(&moved.base_url());
+    d.discover().await.unwrap();
+    c.discover().await.unwrap();
+    assert_eq!(endpoint(&d), Some(moved.introspection_url()));
+    assert_eq!(endpoint(&c), Some(idp.introspection_url()));
+}
