@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # keygate against Envoy jwt_authn (and nginx, Envoy passthrough), in one interleaved run.
 #
-#   benches/compare.sh            # 8 s per measured run, 2 rounds; writes docs/benchmarks.md
+#   benches/compare.sh            # 8 s per measured run, 3 rounds; writes docs/benchmarks.md
 #   DUR=5 ROUNDS=1 benches/compare.sh
 #   ONLY='keygate' DUR=5 benches/compare.sh   # only targets whose line matches the regex
 #
@@ -14,7 +14,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DUR=${DUR:-8}
 WARM=${WARM:-3}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-32}
 POOL=${POOL:-10000}
 WORK=${WORK:-/tmp/keygate-bench}
