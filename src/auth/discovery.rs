@@ -101,17 +101,8 @@ pub async fn fetch(
     url: &url::Url,
     timeout: Duration,
 ) -> Result<Discovered, String> {
-    let resp = http
-        .get(url.clone())
-        .timeout(timeout)
-        .header(http::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {}", e.without_url()))?;
-    if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status().as_u16()));
-    }
-    let body = super::read_capped(resp, MAX_BYTES, "discovery document").await?;
+    let body =
+        super::get_capped(http, url.clone(), timeout, MAX_BYTES, "discovery document").await?;
     let d = Discovered::parse(&body)?;
     d.check_transport(url)?;
     Ok(d)

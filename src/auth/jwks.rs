@@ -254,15 +254,5 @@ async fn download(
     url: url::Url,
     timeout: Duration,
 ) -> Result<Vec<u8>, String> {
-    let resp = http
-        .get(url)
-        .timeout(timeout)
-        .header(http::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {}", e.without_url()))?;
-    if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status().as_u16()));
-    }
-    super::read_capped(resp, MAX_JWKS_BYTES, "JWKS document").await
+    super::get_capped(&http, url, timeout, MAX_JWKS_BYTES, "JWKS document").await
 }

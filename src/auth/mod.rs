@@ -236,6 +236,27 @@ impl KmPolicy {
 
 /// Read a provider's response body, refusing more than `max` bytes (whatever Content-Length
 /// claims): JWKS, discovery and introspection answers are bounded.
+/// GET a JSON document of at most `max` bytes (`what` names it in errors; no URL is in them).
+pub(crate) async fn get_capped(
+    http: &reqwest::Client,
+    url: url::Url,
+    timeout: Duration,
+    max: usize,
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    let resp = http
+        .get(url)
+        .timeout(timeout)
+        .header(http::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {}", e.without_url()))?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status().as_u16()));
+    }
+    read_capped(resp, max, what).await
+}
+
 pub(crate) async fn read_capped(
     mut resp: reqwest::Response,
     max: usize,

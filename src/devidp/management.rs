@@ -132,6 +132,19 @@ impl Management {
 
     /// Add an API resource directly (as an Asgardeo admin would); returns its id.
     pub fn add_resource(&self, name: &str, scopes: &[(&str, &str)]) -> String {
+        let scopes = scopes
+            .iter()
+            .map(|(n, d)| Scope {
+                name: n.to_string(),
+                display_name: n.to_string(),
+                description: d.to_string(),
+            })
+            .collect();
+        self.insert_resource(name, &format!("/{name}"), scopes)
+    }
+
+    /// Store a new API resource; its id.
+    fn insert_resource(&self, name: &str, identifier: &str, scopes: Vec<Scope>) -> String {
         let id = format!("res-{}", self.seq.fetch_add(1, Ordering::SeqCst));
         self.resources
             .lock()
@@ -139,15 +152,8 @@ impl Management {
             .push(Resource {
                 id: id.clone(),
                 name: name.to_string(),
-                identifier: format!("/{name}"),
-                scopes: scopes
-                    .iter()
-                    .map(|(n, d)| Scope {
-                        name: n.to_string(),
-                        display_name: n.to_string(),
-                        description: d.to_string(),
-                    })
-                    .collect(),
+                identifier: identifier.to_string(),
+                scopes,
             });
         id
     }
@@ -268,16 +274,7 @@ impl Management {
                     Ok(s) => s,
                     Err(e) => return err(400, &e),
                 };
-                let id = format!("res-{}", self.seq.fetch_add(1, Ordering::SeqCst));
-                self.resources
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(Resource {
-                        id: id.clone(),
-                        name: name.into(),
-                        identifier: identifier.into(),
-                        scopes,
-                    });
+                let id = self.insert_resource(name, identifier, scopes);
                 loopback::json(
                     201,
                     &json!({"id": id, "name": name, "identifier": identifier}),

@@ -142,6 +142,13 @@ impl Env {
         self.send(req).await
     }
 
+    /// GET `path` with a fresh token carrying `orders:read`; the status.
+    pub async fn read_status(&self, path: &str) -> u16 {
+        self.get(path, Some(&self.token(&["orders:read"])))
+            .await
+            .status
+    }
+
     /// GET `path` once per token, all at the same time; the statuses in token order.
     pub async fn burst(&self, path: &str, tokens: Vec<String>) -> Vec<u16> {
         let tasks: Vec<_> = tokens
@@ -206,4 +213,27 @@ pub fn shared(rel: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/testdata")
         .join(rel)
+}
+
+/// Write `text` to `dir/name`, creating folders.
+pub fn write(dir: &std::path::Path, name: &str, text: &str) {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// The `keygate` binary as a process.
+pub fn keygate() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+}
+
+/// Assert that a `keygate` process succeeded (its stdout and stderr in the message); its stdout.
+pub fn succeeded(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }

@@ -1,12 +1,8 @@
 //! Configuration: the shipped examples, `keygate check`, and every error at once.
 
+use crate::common::{keygate, succeeded, write};
 use keygate::config::Config;
 use std::path::Path;
-use std::process::Command;
-
-fn keygate() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_keygate"))
-}
 
 #[test]
 fn shipped_examples_pass_check() {
@@ -19,26 +15,16 @@ fn shipped_examples_pass_check() {
         "https://api.asgardeo.io/t/acme/oauth2/token"
     );
     // Run from elsewhere: relative paths resolve against the config file's folder.
-    let out = keygate()
-        .args(["check", "--config"])
-        .arg(root.join("config/keygate.yaml"))
-        .current_dir("/")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = succeeded(
+        &keygate()
+            .args(["check", "--config"])
+            .arg(root.join("config/keygate.yaml"))
+            .current_dir("/")
+            .output()
+            .unwrap(),
     );
     assert!(stdout.contains("key managers: 1"), "{stdout}");
     assert!(stdout.contains("Orders v1"), "{stdout}");
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let p = dir.join(name);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
 }
 
 #[test]

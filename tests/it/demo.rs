@@ -1,12 +1,13 @@
 //! `keygate demo` as a newcomer runs it: start the binary, run the curl lines it prints.
 
+use crate::common::keygate;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_prints_working_curl_lines() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+    let mut child = keygate()
         .arg("demo")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

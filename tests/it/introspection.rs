@@ -2,7 +2,7 @@
 
 use crate::common::{now, Env};
 use keygate::catalog::KeyManagerSelector;
-use keygate::config::{ClientAuth, Secret, TokenPattern, ValidationMethod};
+use keygate::config::{ClientAuth, KeyManagerConfig, Secret, TokenPattern, ValidationMethod};
 use keygate::devidp::DevIdp;
 use std::time::{Duration, Instant};
 
@@ -261,6 +261,19 @@ async fn jwts_of_an_introspect_key_manager_are_introspected_not_self_validated()
     assert_eq!(env.idp.introspect_calls(), 3);
 }
 
+/// A copy of `base` named "Second" that introspects at `url` for tokens of `issuer`.
+fn second_km(base: &KeyManagerConfig, issuer: &str, url: &str) -> KeyManagerConfig {
+    let mut km = base.clone();
+    km.name = "Second".into();
+    km.issuer = issuer.to_string();
+    km.certificates = None;
+    km.validation = ValidationMethod::Introspect;
+    km.introspection_endpoint = Some(url.parse().unwrap());
+    km.client_id = Some("opaque-client".into());
+    km.client_secret = Some(Secret::new("opaque-secret"));
+    km
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opaque_tokens_follow_the_apis_key_manager_order_and_token_handling() {
     let second = DevIdp::start_with("127.0.0.1:0".parse().unwrap(), "second")
@@ -269,14 +282,7 @@ async fn opaque_tokens_follow_the_apis_key_manager_order_and_token_handling() {
     let second_url = second.introspection_url();
     let second_issuer = second.issuer();
     let env = Env::start_with(|c, _, _| {
-        let mut km = c.key_managers[0].clone();
-        km.name = "Second".into();
-        km.issuer = second_issuer.clone();
-        km.certificates = None;
-        km.validation = ValidationMethod::Introspect;
-        km.introspection_endpoint = Some(second_url.parse().unwrap());
-        km.client_id = Some("opaque-client".into());
-        km.client_secret = Some(Secret::new("opaque-secret"));
+        let mut km = second_km(&c.key_managers[0], &second_issuer, &second_url);
         km.introspection_auth = ClientAuth::Post;
         c.key_managers.push(km);
         // Orders asks Second first; a copy of it asks AsgardeoDemo first.
@@ -322,14 +328,7 @@ async fn opaque_tokens_follow_the_apis_key_manager_order_and_token_handling() {
 
     // Token handling: Second only takes tokens that look like its own.
     let env = Env::start_with(|c, _, _| {
-        let mut km = c.key_managers[0].clone();
-        km.name = "Second".into();
-        km.issuer = second_issuer.clone();
-        km.certificates = None;
-        km.validation = ValidationMethod::Introspect;
-        km.introspection_endpoint = Some(second_url.parse().unwrap());
-        km.client_id = Some("opaque-client".into());
-        km.client_secret = Some(Secret::new("opaque-secret"));
+        let mut km = second_km(&c.key_managers[0], &second_issuer, &second_url);
         km.token_handling = vec![TokenPattern::Reference(
             regex::Regex::new("^second-").unwrap(),
         )];
@@ -372,12 +371,7 @@ async fn an_introspect_key_manager_is_ready_only_when_its_endpoint_answers() {
     );
     env.idp.set_introspection_failure(false);
     env.wait_ready(Duration::from_secs(10)).await;
-    assert_eq!(
-        env.get("/orders/v1/1", Some(&env.token(&["orders:read"])))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(env.read_status("/orders/v1/1").await, 200);
 }
 
 /// A discovered introspection endpoint follows the discovery document on every refresh; a

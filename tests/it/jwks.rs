@@ -17,12 +17,7 @@ async fn rotation_costs_exactly_one_extra_fetch() {
     assert_eq!(env.idp.jwks_calls(), 2, "the unknown kid caused one fetch");
     // More tokens under the new kid: no more fetches.
     for _ in 0..3 {
-        assert_eq!(
-            env.get("/orders/v1/1", Some(&env.token(&["orders:read"])))
-                .await
-                .status,
-            200
-        );
+        assert_eq!(env.read_status("/orders/v1/1").await, 200);
     }
     assert_eq!(env.idp.jwks_calls(), 2);
     assert_eq!(env.metric(r#"keygate_jwks_fetches_total{key_manager="AsgardeoDemo",reason="unknown_kid",result="ok"}"#).await, 1.0);
@@ -78,12 +73,7 @@ async fn a_flood_of_random_kids_makes_at_most_a_handful_of_fetches() {
             >= 190.0
     );
     // Valid tokens under the known kid were never affected.
-    assert_eq!(
-        env.get("/orders/v1/1", Some(&env.token(&["orders:read"])))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(env.read_status("/orders/v1/1").await, 200);
     assert_eq!(env.echo.calls(), 1);
 }
 
@@ -138,12 +128,7 @@ async fn provider_down_at_start_then_up() {
     assert_eq!(env.get("/orders/health", None).await.status, 200);
     env.idp.set_down(false);
     env.wait_ready(Duration::from_secs(10)).await;
-    assert_eq!(
-        env.get("/orders/v1/1", Some(&env.token(&["orders:read"])))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(env.read_status("/orders/v1/1").await, 200);
     let r = env.admin("/readyz").await.json();
     assert_eq!(r["key_managers"][0]["keys"], 4);
     assert!(env.metric(r#"keygate_jwks_fetches_total{key_manager="AsgardeoDemo",reason="start",result="error"}"#).await >= 1.0);
@@ -155,12 +140,7 @@ async fn keys_survive_a_provider_outage() {
     let before = env.token(&["orders:read"]);
     env.idp.set_down(true);
     // Known kid: validated locally, the outage does not matter.
-    assert_eq!(
-        env.get("/orders/v1/1", Some(&env.token(&["orders:read"])))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(env.read_status("/orders/v1/1").await, 200);
     assert_eq!(env.get("/orders/v1/1", Some(&before)).await.status, 200);
     // Unknown kid while the provider is down: the fetch fails, an outage is 503, not 401.
     let stranger = SigningKey::generate(SigningAlg::RS256, "rotated-during-outage");

@@ -1,7 +1,7 @@
 //! Operations: metrics, readiness, hot reload under load, graceful shutdown, access logs, and
 //! the deploy/ artifacts.
 
-use crate::common::{now, Env};
+use crate::common::{keygate, now, write, Env};
 use keygate::config::Config;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -10,10 +10,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn write(dir: &Path, name: &str, text: &str) {
-    let p = dir.join(name);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
+/// A temporary config folder (kept while the first value lives), its path, a provider and an
+/// echo upstream.
+async fn fixture() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    keygate::devidp::DevIdp,
+    keygate::echo::EchoServer,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let idp = keygate::devidp::DevIdp::start().await.unwrap();
+    let echo = keygate::echo::EchoServer::start().await.unwrap();
+    (dir, d, idp, echo)
 }
 
 fn main_config(idp: &keygate::devidp::DevIdp, extra: &str) -> String {
@@ -72,10 +81,7 @@ async fn metrics_cover_requests_validation_keys_upstream_and_build() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_load_drop_nothing_and_keep_caches_of_unchanged_key_managers() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_path_buf();
-    let idp = keygate::devidp::DevIdp::start().await.unwrap();
-    let echo = keygate::echo::EchoServer::start().await.unwrap();
+    let (_dir, d, idp, echo) = fixture().await;
     write(&d, "keygate.yaml", &main_config(&idp, ""));
     write(&d, "apis/orders.yaml", &orders_api(&echo.url(), ""));
     let env = Env::from_file(idp, &d.join("keygate.yaml")).await;
@@ -169,10 +175,7 @@ async fn reloads_under_load_drop_nothing_and_keep_caches_of_unchanged_key_manage
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_reload_is_refused_and_the_old_config_keeps_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_path_buf();
-    let idp = keygate::devidp::DevIdp::start().await.unwrap();
-    let echo = keygate::echo::EchoServer::start().await.unwrap();
+    let (_dir, d, idp, echo) = fixture().await;
     write(&d, "keygate.yaml", &main_config(&idp, ""));
     write(&d, "apis/orders.yaml", &orders_api(&echo.url(), ""));
     let env = Env::from_file(idp, &d.join("keygate.yaml")).await;
@@ -188,12 +191,7 @@ async fn an_invalid_reload_is_refused_and_the_old_config_keeps_serving() {
         err.contains("upstream") && err.contains("FETCH") && err.contains("must start with /"),
         "{err}"
     );
-    assert_eq!(
-        env.get("/orders/v1/7", Some(&env.token(&["orders:read"])))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(env.read_status("/orders/v1/7").await, 200);
     assert_eq!(
         env.metric(r#"keygate_config_reloads_total{result="error"}"#)
             .await,
@@ -205,10 +203,7 @@ async fn an_invalid_reload_is_refused_and_the_old_config_keeps_serving() {
 /// the JSON access log names the request without the token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_process_reloads_on_sighup_and_drains_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_path_buf();
-    let idp = keygate::devidp::DevIdp::start().await.unwrap();
-    let echo = keygate::echo::EchoServer::start().await.unwrap();
+    let (_dir, d, idp, echo) = fixture().await;
     let (config, port, admin) = process_config(&d, &idp, &echo, "2s");
     let mut child = Proc::spawn(&["run"], &config);
     let http = reqwest::Client::new();
@@ -460,7 +455,7 @@ struct Proc {
 
 impl Proc {
     fn spawn(args: &[&str], config: &Path) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        let mut child = keygate()
             .args(args)
             .arg("--config")
             .arg(config)
@@ -530,10 +525,7 @@ impl Drop for Proc {
 /// sockets from the old one on SIGQUIT; requests never see a refused connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigquit_hands_the_sockets_to_an_upgraded_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_path_buf();
-    let idp = keygate::devidp::DevIdp::start().await.unwrap();
-    let echo = keygate::echo::EchoServer::start().await.unwrap();
+    let (_dir, d, idp, echo) = fixture().await;
     let (config, port, admin) = process_config(&d, &idp, &echo, "1s");
     let old = Proc::spawn(&["run"], &config);
     let http = reqwest::Client::builder()

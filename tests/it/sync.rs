@@ -1,16 +1,10 @@
 //! `keygate sync` against the embedded provider's API Resource Management and SCIM2 Roles APIs.
 
+use crate::common::{keygate, write};
 use keygate::config::Config;
 use keygate::control::{sync, Change, SyncOptions};
 use keygate::devidp::DevIdp;
 use std::path::Path;
-use std::process::Command;
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let p = dir.join(name);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
 
 fn main_config(idp: &DevIdp, connector: &str) -> String {
     format!(
@@ -184,7 +178,7 @@ async fn prune_deletes_only_unprotected_orphans_and_dry_run_writes_nothing() {
         "{changes:?}"
     );
     assert!(m.writes().is_empty(), "{:?}", m.writes());
-    let out = Command::new(env!("CARGO_BIN_EXE_keygate"))
+    let out = keygate()
         .args(["sync", "--dry-run", "--config"])
         .arg(d.join("keygate.yaml"))
         .output()
@@ -231,7 +225,7 @@ async fn prune_deletes_only_unprotected_orphans_and_dry_run_writes_nothing() {
         "{changes:?}"
     );
     // Now in sync: the binary exits 0.
-    let out = Command::new(env!("CARGO_BIN_EXE_keygate"))
+    let out = keygate()
         .args(["sync", "--config"])
         .arg(d.join("keygate.yaml"))
         .output()
@@ -292,7 +286,7 @@ async fn invalid_definitions_stop_the_sync_before_any_call() {
         0,
         "not even for a token"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_keygate"))
+    let out = keygate()
         .args(["sync", "--config"])
         .arg(d.join("keygate.yaml"))
         .output()

@@ -1,11 +1,10 @@
 //! Arriving from WSO2: apictl projects, OpenAPI with x-wso2 extensions, key manager exports,
 //! discovery and import-km, the Asgardeo type, token types per resource.
 
-use crate::common::{shared, Env};
+use crate::common::{keygate, shared, succeeded, write, Env};
 use keygate::config::Config;
 use serde_json::json;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -19,12 +18,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), target).unwrap();
         }
     }
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let p = dir.join(name);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
 }
 
 /// A main config file whose key manager is the embedded provider (self-validation).
@@ -54,16 +47,12 @@ async fn the_real_apictl_petstore_export_is_served() {
     std::fs::write(project.join("api.yaml"), fixed).unwrap();
     write(dir.path(), "keygate.yaml", &main_config(&idp, "apis"));
     // `keygate check` reports what the import produced.
-    let out = Command::new(env!("CARGO_BIN_EXE_keygate"))
-        .args(["check", "--config"])
-        .arg(dir.path().join("keygate.yaml"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = succeeded(
+        &keygate()
+            .args(["check", "--config"])
+            .arg(dir.path().join("keygate.yaml"))
+            .output()
+            .unwrap(),
     );
     assert!(
         stdout.contains("SwaggerPetstore 1.0.5  /v2/1.0.5"),
@@ -321,15 +310,11 @@ async fn discovery_fills_a_key_manager_and_import_km_prints_a_block_check_accept
         idp.tenant_url()
     );
     // import-km, like the Admin Portal's Import button.
-    let out = Command::new(env!("CARGO_BIN_EXE_keygate"))
-        .args(["import-km", &well_known, "--name", "Imported"])
-        .output()
-        .unwrap();
-    let block = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{block}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let block = succeeded(
+        &keygate()
+            .args(["import-km", &well_known, "--name", "Imported"])
+            .output()
+            .unwrap(),
     );
     assert!(
         block.contains("type: asgardeo")
@@ -338,15 +323,12 @@ async fn discovery_fills_a_key_manager_and_import_km_prints_a_block_check_accept
     );
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "keygate.yaml", &format!("{block}apis: []\n"));
-    let out = Command::new(env!("CARGO_BIN_EXE_keygate"))
-        .args(["check", "--config"])
-        .arg(dir.path().join("keygate.yaml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeded(
+        &keygate()
+            .args(["check", "--config"])
+            .arg(dir.path().join("keygate.yaml"))
+            .output()
+            .unwrap(),
     );
     assert_eq!(
         idp.counters()
@@ -423,12 +405,7 @@ async fn a_wso2_key_manager_export_works() {
     assert!(km.connector.as_ref().unwrap().create_roles.unwrap());
     let env = Env::start_with_idp(idp, |cfg, _, _| cfg.key_managers = c.key_managers.clone()).await;
     env.wait_ready(Duration::from_secs(10)).await;
-    assert_eq!(
-        env.get("/orders/v1/1", Some(&env.token(&["orders:read"])))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(env.read_status("/orders/v1/1").await, 200);
     let o = env
         .idp
         .mint_opaque("opaque-client", &["orders:read"], Duration::from_secs(600));
