@@ -211,22 +211,26 @@ pub fn load_project(
     }
     let data = doc.get("data").cloned().unwrap_or(Value::Null);
     let field = |f: &str| format!("data.{f}");
-    let name = data.get("name").and_then(text).unwrap_or_else(|| {
-        issues.push(&api_yaml, field("name"), "is required");
-        String::new()
-    });
-    let version = data.get("version").and_then(text).unwrap_or_else(|| {
-        issues.push(&api_yaml, field("version"), "is required");
-        String::new()
-    });
-    let context = data
-        .get("context")
-        .and_then(text)
-        .map(|c| normalise_context(&c))
-        .unwrap_or_else(|| {
-            issues.push(&api_yaml, field("context"), "is required");
-            String::new()
-        });
+    let name = issues.required(
+        data.get("name").and_then(text),
+        &api_yaml,
+        field("name"),
+        "is required",
+    );
+    let version = issues.required(
+        data.get("version").and_then(text),
+        &api_yaml,
+        field("version"),
+        "is required",
+    );
+    let context = issues.required(
+        data.get("context")
+            .and_then(text)
+            .map(|c| normalise_context(&c)),
+        &api_yaml,
+        field("context"),
+        "is required",
+    );
     let default_version = data
         .get("isDefaultVersion")
         .and_then(Value::as_bool)
@@ -417,20 +421,18 @@ pub fn load_project(
 /// Load a plain OpenAPI (2 or 3) file with `x-wso2-basePath` and `x-wso2-production-endpoints`.
 pub fn load_openapi(path: &Path, doc: &Value, issues: &mut Issues) -> Option<ApiDef> {
     let before = issues.0.len();
-    let name = doc
-        .pointer("/info/title")
-        .and_then(text)
-        .unwrap_or_else(|| {
-            issues.push(path, "info.title", "is required (it names the API)");
-            String::new()
-        });
-    let version = doc
-        .pointer("/info/version")
-        .and_then(text)
-        .unwrap_or_else(|| {
-            issues.push(path, "info.version", "is required");
-            String::new()
-        });
+    let name = issues.required(
+        doc.pointer("/info/title").and_then(text),
+        path,
+        "info.title",
+        "is required (it names the API)",
+    );
+    let version = issues.required(
+        doc.pointer("/info/version").and_then(text),
+        path,
+        "info.version",
+        "is required",
+    );
     let base = doc
         .get("x-wso2-basePath")
         .and_then(text)

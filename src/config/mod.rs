@@ -69,6 +69,20 @@ impl Issues {
             message: message.into(),
         });
     }
+
+    /// `value`, or an empty string and an issue saying `field` `message` (for a required field).
+    pub fn required(
+        &mut self,
+        value: Option<String>,
+        file: &Path,
+        field: impl Into<String>,
+        message: &str,
+    ) -> String {
+        value.unwrap_or_else(|| {
+            self.push(file, field, message);
+            String::new()
+        })
+    }
 }
 
 /// A secret string whose `Debug` never shows the value.
